@@ -1,0 +1,124 @@
+//! `squashbox mount` and `squashbox unmount`.
+
+#[path = "fuse_cmd/daemon.rs"]
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use squashbox_fuse::options::ServeOptions;
+use squashbox_fuse::session::{ImageSource, MountTarget};
+
+/// Arguments of `squashbox mount`.
+#[derive(clap::Args)]
+pub struct MountArgs {
+    /// SquashFS image or SIF file (the primary system partition is served).
+    pub image: PathBuf,
+    /// Directory to mount on (or /dev/fd/N: an already-mounted /dev/fuse fd).
+    pub mountpoint: PathBuf,
+    /// Serve the SIF partition with this descriptor ID instead of the primary one.
+    #[arg(long, value_name = "ID")]
+    pub partition: Option<u32>,
+    /// Stay in the foreground (default: detach once the mount is ready).
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+    /// Print debug output (every request); implies --foreground.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+    /// Mount options, comma separated, as for squashfuse_ll: allow_other, uid=N, gid=N,
+    /// offset=N, subdir=PATH, timeout=SECS, notify_pipe=PATH, threads=N, cache=MiB,
+    /// prefetch=BLOCKS, max_background=N, clone_fd/noclone_fd, suid, dev, exec, noexec.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Request loop threads (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Decompressed block cache size in MiB (default 64).
+    #[arg(long, value_name = "MIB")]
+    pub cache_mib: Option<usize>,
+}
+
+/// Arguments of `squashbox unmount`.
+#[derive(clap::Args)]
+pub struct UnmountArgs {
+    /// The mount point to unmount.
+    pub mountpoint: PathBuf,
+    /// Detach lazily right away, even if the mount is not busy.
+    #[arg(short = 'z', long)]
+    pub lazy: bool,
+}
+
+/// Run `squashbox mount`.
+pub fn run_mount(args: MountArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = ServeOptions::default();
+    let mut ignored = Vec::new();
+    for o in &args.options {
+        opts.apply_o(o, &mut ignored).map_err(anyhow::Error::msg)?;
+    }
+    for o in ignored {
+        eprintln!("squashbox: warning: ignoring unknown option -o {o}");
+    }
+    opts.partition = args.partition;
+    if let Some(t) = args.threads {
+        opts.threads = Some(t.max(1));
+    }
+    if let Some(c) = args.cache_mib {
+        opts.cache_mib = c;
+    }
+    opts.debug |= args.debug;
+    let foreground = args.foreground || opts.debug;
+    Ok(run_server(
+        &args.image,
+        &args.mountpoint,
+        opts,
+        foreground,
+        "squashbox",
+    ))
+}
+
+/// Serve `image` at `target` in the foreground or as a daemon that detaches once the mount is
+/// ready. Shared by `squashbox mount` and the drop-in personalities; `prog` prefixes errors.
+pub fn run_server(
+    image: &std::path::Path,
+    target: &std::path::Path,
+    opts: ServeOptions,
+    foreground: bool,
+    prog: &str,
+) -> ExitCode {
+    squashbox_fuse::logger::init_for(opts.debug);
+    let src = ImageSource {
+        path: image.to_path_buf(),
+    };
+    if foreground {
+        let target = match MountTarget::parse(target) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{prog}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match squashbox_fuse::serve(&src, target, &opts, Box::new(|_| {})) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{prog}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    daemon::serve_detached(&src, target, &opts, prog)
+}
+
+/// Run `squashbox unmount`.
+pub fn run_unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
+    let path = std::path::absolute(&args.mountpoint)?;
+    if args.lazy {
+        // Straight to a lazy detach: umount2(MNT_DETACH), or fusermount3 -u -z.
+        match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(nix::errno::Errno::EPERM) => {}
+            Err(e) => anyhow::bail!("{}: unmount failed: {e}", path.display()),
+        }
+    }
+    squashbox_fuse::unmount::unmount(&path, true).map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}

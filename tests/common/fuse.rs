@@ -1,0 +1,395 @@
+//! Helpers for the FUSE integration tests (tests/fuse_*.rs): skipping, mounting with
+//! always-unmount guards, kernel loop mounts as oracles, and tree comparison.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The squashbox binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_squashbox")
+}
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    squashbox_fixtures::have_tool(tool)
+}
+
+/// Print the skip line and return true when the test must be skipped: needs root, /dev/fuse,
+/// mksquashfs and the given extra tools.
+pub fn skip_unless(tools: &[&str]) -> bool {
+    if !is_root() {
+        println!("skipped: needs root (CI runs as root)");
+        return true;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        println!("skipped: no /dev/fuse");
+        return true;
+    }
+    for t in ["mksquashfs"].iter().chain(tools) {
+        if !have(t) {
+            println!("skipped: {t} not installed");
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `path` is a mount point (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(canon) = fs::canonicalize(path) else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Wait up to `timeout` for `cond`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Lazily unmount `path` (umount2 MNT_DETACH, else fusermount3 -u -z).
+pub fn force_unmount(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-q", "-z"])
+            .arg(path)
+            .output();
+    }
+}
+
+/// A mount that is always lazily unmounted (and its server killed) when dropped.
+pub struct MountGuard {
+    /// The mount point.
+    pub path: PathBuf,
+    /// A foreground server to kill on drop, if any.
+    pub child: Option<Child>,
+}
+
+impl MountGuard {
+    /// Guard an existing mount.
+    pub fn new(path: &Path) -> MountGuard {
+        MountGuard {
+            path: path.to_path_buf(),
+            child: None,
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if is_mounted(&self.path) {
+            force_unmount(&self.path);
+        }
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run `cmd` with a timeout; returns (success, stdout+stderr).
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+            return (status.success(), out);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (false, format!("timed out after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `squashbox mount ARGS... IMAGE DIR` (detaching); panics with the output if it fails.
+pub fn mount_ours(image: &Path, dir: &Path, args: &[&str]) -> MountGuard {
+    fs::create_dir_all(dir).unwrap();
+    let guard = MountGuard::new(dir);
+    let (ok, out) = run_timeout(
+        Command::new(bin())
+            .arg("mount")
+            .args(args)
+            .arg(image)
+            .arg(dir),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "squashbox mount {} failed: {out}", image.display());
+    assert!(
+        is_mounted(dir),
+        "squashbox mount returned but {} is not mounted",
+        dir.display()
+    );
+    guard
+}
+
+/// Kernel loop mount of the SquashFS at `offset` in `image`.
+pub fn mount_kernel(image: &Path, offset: u64, dir: &Path) -> MountGuard {
+    fs::create_dir_all(dir).unwrap();
+    let guard = MountGuard::new(dir);
+    let (ok, out) = run_timeout(
+        Command::new("mount")
+            .args(["-t", "squashfs", "-o", &format!("loop,ro,offset={offset}")])
+            .arg(image)
+            .arg(dir),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "kernel mount of {} failed: {out}", image.display());
+    guard
+}
+
+/// A fixture tree: the fixtures crate's generator plus a `security.capability` xattr.
+pub fn make_tree(dest: &Path, seed: u64) {
+    let opts = squashbox_fixtures::TreeOptions {
+        seed,
+        huge_sparse: false,
+        big_dir_entries: 700,
+        with_devices: is_root(),
+    };
+    squashbox_fixtures::generate_tree(dest, &opts).expect("generate tree");
+    let capfile = dest.join("cap-bin");
+    fs::write(&capfile, b"#!/bin/sh\necho cap\n").unwrap();
+    // VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_BIND_SERVICE.
+    let mut cap = Vec::new();
+    for w in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        cap.extend_from_slice(&w.to_le_bytes());
+    }
+    if is_root() {
+        squashbox_fixtures::sys::lsetxattr(&capfile, "security.capability", &cap)
+            .expect("set security.capability");
+    }
+}
+
+/// Pack `src` into `image` with extra mksquashfs args.
+pub fn mksquashfs(src: &Path, image: &Path, args: &[&str]) {
+    squashbox_fixtures::mksquashfs(src, image, args).expect("mksquashfs");
+}
+
+/// All xattrs of `path` (not following symlinks), name -> value.
+pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 65536];
+    // SAFETY: buffer pointer/length describe a live buffer.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(
+        n >= 0,
+        "llistxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    let mut out = BTreeMap::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cn = CString::new(name).unwrap();
+        let mut val = vec![0u8; 65536];
+        // SAFETY: as above.
+        let m =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
+        assert!(
+            m >= 0,
+            "lgetxattr {} {:?}",
+            path.display(),
+            String::from_utf8_lossy(name)
+        );
+        val.truncate(m as usize);
+        out.insert(name.to_vec(), val);
+    }
+    out
+}
+
+/// Hash of a file's contents (FNV-1a 64), reading in odd-sized chunks.
+pub fn file_hash(path: &Path) -> std::io::Result<u64> {
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 100_000];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h);
+        }
+        for &b in &buf[..n] {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+fn kind(ft: fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "dir"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "blockdev"
+    } else if ft.is_char_device() {
+        "chardev"
+    } else {
+        "?"
+    }
+}
+
+/// What to compare in [`compare_trees`].
+pub struct Compare {
+    /// Compare st_uid/st_gid (off when an owner mapping is in force).
+    pub owners: bool,
+    /// Compare st_ino.
+    pub inodes: bool,
+}
+
+/// Walk `ours` and `theirs` in parallel; return every difference (empty = identical).
+/// Compares every stat field but st_dev, contents, readdir names and types (in order),
+/// readlink and xattrs. Returns the number of entries checked too.
+pub fn compare_trees(ours: &Path, theirs: &Path, what: &Compare) -> (Vec<String>, usize) {
+    let mut diffs = Vec::new();
+    let mut count = 0;
+    compare_at(ours, theirs, Path::new(""), what, &mut diffs, &mut count);
+    (diffs, count)
+}
+
+fn compare_at(
+    ours: &Path,
+    theirs: &Path,
+    rel: &Path,
+    what: &Compare,
+    diffs: &mut Vec<String>,
+    count: &mut usize,
+) {
+    let (a, b) = (ours.join(rel), theirs.join(rel));
+    *count += 1;
+    let (ma, mb) = match (fs::symlink_metadata(&a), fs::symlink_metadata(&b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => {
+            diffs.push(format!(
+                "{}: lstat ours {:?} kernel {:?}",
+                rel.display(),
+                x.err(),
+                y.err()
+            ));
+            return;
+        }
+    };
+    let fields = |m: &fs::Metadata| {
+        vec![
+            ("mode", u64::from(m.mode())),
+            ("nlink", m.nlink()),
+            ("uid", if what.owners { u64::from(m.uid()) } else { 0 }),
+            ("gid", if what.owners { u64::from(m.gid()) } else { 0 }),
+            ("rdev", m.rdev()),
+            ("size", m.size()),
+            ("blocks", m.blocks()),
+            ("blksize", m.blksize()),
+            ("atime", m.atime() as u64),
+            ("atime_nsec", m.atime_nsec() as u64),
+            ("mtime", m.mtime() as u64),
+            ("mtime_nsec", m.mtime_nsec() as u64),
+            ("ctime", m.ctime() as u64),
+            ("ctime_nsec", m.ctime_nsec() as u64),
+            ("ino", if what.inodes { m.ino() } else { 0 }),
+        ]
+    };
+    for ((name, x), (_, y)) in fields(&ma).into_iter().zip(fields(&mb)) {
+        if x != y {
+            diffs.push(format!("{}: st_{name} ours {x} kernel {y}", rel.display()));
+        }
+    }
+    let (xa, xb) = (xattrs(&a), xattrs(&b));
+    if xa != xb {
+        diffs.push(format!(
+            "{}: xattrs ours {xa:?} kernel {xb:?}",
+            rel.display()
+        ));
+    }
+    let ft = mb.file_type();
+    if ft.is_symlink() {
+        let (la, lb) = (fs::read_link(&a).ok(), fs::read_link(&b).ok());
+        if la != lb {
+            diffs.push(format!(
+                "{}: readlink ours {la:?} kernel {lb:?}",
+                rel.display()
+            ));
+        }
+    } else if ft.is_file() {
+        let (ha, hb) = (file_hash(&a).ok(), file_hash(&b).ok());
+        if ha != hb || ha.is_none() {
+            diffs.push(format!(
+                "{}: contents differ ({ha:?} vs {hb:?})",
+                rel.display()
+            ));
+        }
+    } else if ft.is_dir() {
+        let list = |p: &Path| -> Vec<(std::ffi::OsString, &'static str)> {
+            fs::read_dir(p)
+                .map(|rd| {
+                    rd.map(|e| {
+                        let e = e.unwrap();
+                        (e.file_name(), kind(e.file_type().unwrap()))
+                    })
+                    .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (da, db) = (list(&a), list(&b));
+        if da != db {
+            diffs.push(format!(
+                "{}: readdir differs: {} vs {} entries",
+                rel.display(),
+                da.len(),
+                db.len()
+            ));
+        }
+        for (name, _) in db {
+            compare_at(ours, theirs, &rel.join(name), what, diffs, count);
+        }
+    }
+}
+
+/// statvfs (blocks, files, bsize, namemax).
+pub fn statfs(path: &Path) -> (u64, u64, u64, u64) {
+    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    (s.blocks(), s.files(), s.block_size(), s.name_max())
+}

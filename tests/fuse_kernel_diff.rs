@@ -1,0 +1,272 @@
+//! Differential tests: our FUSE mount against the kernel's SquashFS loop mount of the same
+//! bytes, for every compressor mksquashfs can write and for Apptainer's busybox SIF (served
+//! through our own SIF handling). Needs root, mksquashfs and the kernel squashfs driver.
+
+#[path = "common/fuse.rs"]
+mod fuse;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fuse::*;
+
+const BUSYBOX_SIF: &str = "/work/shared/fixtures/apptainer-e2e/busybox_amd64.sif";
+
+fn busybox() -> Option<&'static Path> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let local = manifest.join("../../shared/fixtures/apptainer-e2e/busybox_amd64.sif");
+    if local.exists() {
+        return Some(Box::leak(local.into_boxed_path()));
+    }
+    Path::new(BUSYBOX_SIF)
+        .exists()
+        .then(|| Path::new(BUSYBOX_SIF))
+}
+
+fn assert_same(ours: &Path, kernel: &Path, what: &Compare, label: &str) {
+    let (diffs, n) = compare_trees(ours, kernel, what);
+    assert!(
+        diffs.is_empty(),
+        "{label}: {} differences, first: {:#?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(15)]
+    );
+    assert!(n > 3, "{label}: only {n} entries walked");
+    assert_eq!(
+        statfs(ours),
+        statfs(kernel),
+        "{label}: statfs (blocks, files, bsize, namemax)"
+    );
+    println!("{label}: {n} entries identical");
+}
+
+#[test]
+fn every_compressor_matches_the_kernel() {
+    if skip_unless(&["mount"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 7);
+    let comps: &[(&str, &[&str])] = &[
+        ("gzip", &["-comp", "gzip"]),
+        ("lzo", &["-comp", "lzo"]),
+        ("lz4", &["-comp", "lz4", "-Xhc"]),
+        ("xz", &["-comp", "xz", "-Xbcj", "x86"]),
+        ("zstd", &["-comp", "zstd", "-b", "64K"]),
+        (
+            "gzip-nofrag-4k",
+            &["-comp", "gzip", "-no-fragments", "-b", "4K"],
+        ),
+    ];
+    for (name, args) in comps {
+        let img = tmp.path().join(format!("{name}.sqfs"));
+        mksquashfs(&src, &img, args);
+        let ours = tmp.path().join(format!("ours-{name}"));
+        let kern = tmp.path().join(format!("kern-{name}"));
+        let _g1 = mount_ours(&img, &ours, &[]);
+        let _g2 = mount_kernel(&img, 0, &kern);
+        assert_same(
+            &ours,
+            &kern,
+            &Compare {
+                owners: true,
+                inodes: true,
+            },
+            name,
+        );
+    }
+}
+
+#[test]
+fn busybox_sif_matches_the_kernel() {
+    if skip_unless(&["mount"]) {
+        return;
+    }
+    let Some(sif) = busybox() else {
+        println!("skipped: {BUSYBOX_SIF} missing");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours");
+    let kern = tmp.path().join("kern");
+    let _g1 = mount_ours(sif, &ours, &[]);
+    let _g2 = mount_kernel(sif, 45056, &kern);
+    assert_same(
+        &ours,
+        &kern,
+        &Compare {
+            owners: true,
+            inodes: true,
+        },
+        "busybox_amd64.sif",
+    );
+    assert!(ours.join("bin/busybox").is_file());
+    // The same partition picked explicitly by descriptor id.
+    let by_id = tmp.path().join("by-id");
+    let _g3 = mount_ours(sif, &by_id, &["--partition", "4"]);
+    assert!(by_id.join(".singularity.d").is_dir());
+}
+
+#[test]
+fn bad_partition_and_bad_image_fail_cleanly() {
+    if skip_unless(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let junk = tmp.path().join("junk.img");
+    std::fs::write(&junk, vec![0x5a; 10_000]).unwrap();
+    let (ok, out) = run_timeout(
+        Command::new(bin()).arg("mount").arg(&junk).arg(&mnt),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "mounting junk succeeded");
+    assert!(
+        out.contains("junk.img"),
+        "error does not name the image: {out}"
+    );
+    assert_eq!(out.trim().lines().count(), 1, "not a one-line error: {out}");
+    assert!(!is_mounted(&mnt));
+    if let Some(sif) = busybox() {
+        let (ok, out) = run_timeout(
+            Command::new(bin())
+                .args(["mount", "--partition", "2"])
+                .arg(sif)
+                .arg(&mnt),
+            Duration::from_secs(20),
+        );
+        // Object 2 is JSON: the SIF layer or the server must refuse it with one line.
+        assert!(!ok, "JSON object mounted as a partition: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "not a one-line error: {out}");
+        assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn owner_mapping_and_subdir() {
+    if skip_unless(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 3);
+    let img = tmp.path().join("img.sqfs");
+    mksquashfs(&src, &img, &[]);
+    let mnt = tmp.path().join("m");
+    let _g = mount_ours(&img, &mnt, &["-o", "uid=1234,gid=5678"]);
+    let mut n = 0;
+    for e in walk(&mnt) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(&e).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 5678), "{}", e.display());
+        n += 1;
+    }
+    assert!(n > 10);
+    // subdir= serves one directory as the root.
+    let sub = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_type().unwrap().is_dir())
+        .unwrap();
+    let smnt = tmp.path().join("s");
+    let _g2 = mount_ours(
+        &img,
+        &smnt,
+        &[
+            "-o",
+            &format!("subdir=/{}", sub.file_name().to_string_lossy()),
+        ],
+    );
+    let mut want: Vec<_> = std::fs::read_dir(sub.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut got: Vec<_> = std::fs::read_dir(&smnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn debug_log_shows_negotiated_capabilities_and_sigterm_unmounts() {
+    if skip_unless(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"hello").unwrap();
+    let img = tmp.path().join("img.sqfs");
+    mksquashfs(&src, &img, &[]);
+    let mnt = tmp.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = tmp.path().join("log");
+    let child = Command::new(bin())
+        .args(["mount", "-d"])
+        .arg(&img)
+        .arg(&mnt)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut guard = MountGuard::new(&mnt);
+    guard.child = Some(child);
+    assert!(
+        wait_for(Duration::from_secs(20), || is_mounted(&mnt)),
+        "not mounted"
+    );
+    assert_eq!(std::fs::read(mnt.join("f")).unwrap(), b"hello");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for cap in [
+        "PARALLEL_DIROPS",
+        "DO_READDIRPLUS",
+        "READDIRPLUS_AUTO",
+        "CACHE_SYMLINKS",
+    ] {
+        assert!(
+            text.contains(cap),
+            "{cap} not granted; log: {}",
+            &text[..text.len().min(3000)]
+        );
+    }
+    // Keep a file open so the mount is busy: SIGTERM must still detach it and exit 0.
+    let busy = std::fs::File::open(mnt.join("f")).unwrap();
+    // SAFETY: plain kill(2) on our child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let child = guard.child.as_mut().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "server still running after SIGTERM"
+    );
+    assert!(
+        child.try_wait().unwrap().unwrap().success(),
+        "non-zero exit after SIGTERM"
+    );
+    assert!(!is_mounted(&mnt), "still mounted after SIGTERM");
+    drop(busy);
+}
