@@ -44,6 +44,9 @@ def parse_args(argv):
     ap.add_argument("--squashbox", default=os.path.join(REPO, "target/release/squashbox"))
     ap.add_argument("--squashbox-opts", default="", help="-o options for squashbox, e.g. "
                     "threads=2,cache=256")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=BINARY[:OPTS]",
+                    help="also run another squashbox build (or the same with other -o "
+                    "options) as contender squashbox-NAME; repeatable")
     ap.add_argument("--peers", default=None, help="install-peers prefix (default WORK/peers)")
     ap.add_argument("--install-peers", default="/work/shared/tools/install-peers",
                     help="script run once to fill --peers if it is empty ('' to never)")
@@ -62,6 +65,14 @@ def parse_args(argv):
     a.procs = [int(x) for x in a.procs.split(",") if x]
     a.contenders = [x for x in a.contenders.split(",") if x]
     a.workloads = [x for x in a.workloads.split(",") if x]
+    a.variants = []
+    for v in a.variant:
+        name, _, rest = v.partition("=")
+        path, _, opts = rest.partition(":")
+        if not name or not path:
+            ap.error(f"--variant wants NAME=BINARY[:OPTS], got {v!r}")
+        a.variants.append((name, os.path.abspath(path), opts))
+        a.contenders.append(f"squashbox-{name}")
     bad = [w for w in a.workloads if w not in workloads.ALL]
     if bad:
         ap.error(f"unknown workload(s): {', '.join(bad)}")
@@ -254,17 +265,18 @@ def main(argv):
         goal_lines = report.goals(results, rss_limit=sb.cache_mib() + 32)
     mismatch = {n: d for n, d in runner.ctx.digests.items()
                 if d != runner.ctx.digests.get(chosen[0].name)}
+    foreign_pct = max(0.0, 100 * foreign / wall / os.cpu_count())
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     details = [
         f"date: {started:%Y-%m-%d %H:%M} UTC; wall {wall / 60:.1f} min",
         f"machine: {machine()}",
         f"load: loadavg {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end; CPU used "
-        f"by other processes during the run ~{100 * foreign / wall / os.cpu_count():.0f}% of "
-        f"the machine",
+        f"by other processes during the run ~{foreign_pct:.0f}% of the machine",
         f"image: {meta['files']} files, {meta['dirs']} dirs, {meta['bytes'] / 2**20:.0f} MiB "
         f"-> {meta['image_bytes'] / 2**20:.0f} MiB squashfs ({' '.join(meta['mksquashfs'])}); "
-        f"CPython {meta['pyver']} + " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-        f"repetitions: {a.reps}, import storm {a.import_reps} (median shown); ratio = time / kernel time "
-        f"(MiB/s rows: kernel MiB/s / MiB/s), so < 1.00x is faster than the kernel",
+        f"CPython {meta['pyver']} + {versions}",
+        f"repetitions: {a.reps}, import storm {a.import_reps} (median shown); ratio = time / "
+        f"kernel time (MiB/s rows: kernel MiB/s / MiB/s), so < 1.00x is faster than the kernel",
         "command: " + " ".join(shlex.quote(x) for x in ["benches/serve/run.sh"] + argv),
     ] + notes + [f"error: {e}" for e in runner.errors[:20]] + \
         [f"sha256 digest list of {n} differs from {chosen[0].name}'s!" for n in mismatch]
@@ -289,8 +301,8 @@ def main(argv):
                         + "\n")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"results": results, "fuse_requests": runner.requests, "fails": {f"{r}|{c}": n for (r, c), n in
-                                                     runner.fails.items()},
+            fails = {f"{r}|{c}": n for (r, c), n in runner.fails.items()}
+            json.dump({"results": results, "fuse_requests": runner.requests, "fails": fails,
                        "details": details, "meta": meta}, f, indent=1)
     return 0
 

@@ -1,4 +1,5 @@
-"""Unit tests of the table and goal logic (no mounts): python3 -m unittest benches/serve/test_report.py"""
+"""Unit tests of the table and goal logic, no mounts needed:
+python3 -B -m unittest benches/serve/test_report.py"""
 
 import os
 import sys

@@ -174,18 +174,21 @@ class Squashbox(Contender):
     """Our server: `squashbox mount -f [-o OPTS] IMAGE MNT` (a private copy of the binary, so a
     rebuild during the run does not swap it), or the drop-in when `as_ll` is set."""
 
-    def __init__(self, binary, work, opts="", as_ll=False):
+    def __init__(self, binary, work, opts="", as_ll=False, variant=None):
         self.src, self.work, self.opts, self.as_ll = binary, work, opts, as_ll
         self.name = "squashbox_ll" if as_ll else "squashbox"
         self.label = "squashbox (as squashfuse_ll)" if as_ll else "squashbox"
+        if variant:
+            self.name = self.label = f"squashbox-{variant}"
         if opts:
             self.label += f" -o {opts}"
         self.binary = None
+        self.bindir = os.path.join(work, "bin", variant or "")
 
     def check(self):
         if not os.access(self.src, os.X_OK):
             raise Unavailable(f"{self.src} not built")
-        d = os.path.join(self.work, "bin")
+        d = self.bindir
         os.makedirs(d, exist_ok=True)
         copy = os.path.join(d, "squashbox")
         if not os.path.exists(copy) or os.path.getmtime(copy) != os.path.getmtime(self.src):
@@ -221,7 +224,7 @@ class Squashbox(Contender):
     def unmount_cmd(self, mnt):
         if self.as_ll:
             return super().unmount_cmd(mnt)
-        r = subprocess.run([os.path.join(self.work, "bin", "squashbox"), "unmount", mnt],
+        r = subprocess.run([os.path.join(self.bindir, "squashbox"), "unmount", mnt],
                            capture_output=True, text=True)
         if r.returncode != 0:
             self.unmount_errors = getattr(self, "unmount_errors", 0) + 1
@@ -238,4 +241,4 @@ def all_contenders(args):
         Squashfuse("squashfuse_ll-0.5.2", "squashfuse_ll 0.5.2 (MT)", peers),
         Squashbox(args.squashbox, args.work, args.squashbox_opts),
         Squashbox(args.squashbox, args.work, args.squashbox_opts, as_ll=True),
-    ]
+    ] + [Squashbox(path, args.work, opts, variant=name) for name, path, opts in args.variants]
