@@ -270,3 +270,74 @@ fn debug_log_shows_negotiated_capabilities_and_sigterm_unmounts() {
     assert!(!is_mounted(&mnt), "still mounted after SIGTERM");
     drop(busy);
 }
+
+/// Requests a read-only filesystem cannot serve (CPython's `isatty` ioctl on every open, fsync,
+/// flock, SEEK_DATA) get the kernel driver's answers, and the server logs nothing for them,
+/// nor for being unmounted by `squashbox unmount`.
+#[test]
+fn unserved_requests_answer_quietly() {
+    if skip_unless(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"hello").unwrap();
+    let img = tmp.path().join("img.sqfs");
+    mksquashfs(&src, &img, &[]);
+    let mnt = tmp.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = tmp.path().join("log");
+    let child = Command::new(bin())
+        .args(["mount", "-f"])
+        .arg(&img)
+        .arg(&mnt)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = MountGuard::new(&mnt);
+    guard.child = Some(child);
+    assert!(
+        wait_for(Duration::from_secs(20), || is_mounted(&mnt)),
+        "not mounted"
+    );
+    use std::os::fd::AsRawFd;
+    for _ in 0..3 {
+        let f = std::fs::File::open(mnt.join("f")).unwrap();
+        let fd = f.as_raw_fd();
+        // SAFETY: plain syscalls on an fd we own; the termios buffer outlives the call.
+        unsafe {
+            let mut tio: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd, &mut tio), -1, "isatty on a file");
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOTTY)
+            );
+            assert_eq!(
+                libc::fsync(fd),
+                0,
+                "fsync: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::flock(fd, libc::LOCK_SH), 0, "flock");
+            assert_eq!(libc::lseek(fd, 0, libc::SEEK_DATA), 0, "SEEK_DATA");
+        }
+        drop(f);
+    }
+    let (ok, out) = run_timeout(
+        Command::new(bin()).arg("unmount").arg(&mnt),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "squashbox unmount failed: {out}");
+    let child = guard.child.as_mut().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "server still running after unmount"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.is_empty(), "server logged: {text}");
+}

@@ -1,6 +1,6 @@
 //! A minimal `log` backend writing one line per record to stderr.
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 struct StderrLogger;
 
@@ -10,7 +10,7 @@ impl Log for StderrLogger {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
+        if self.enabled(record.metadata()) && !is_noise(record) {
             eprintln!(
                 "{}: {}: {}",
                 record.level().as_str().to_lowercase(),
@@ -21,6 +21,21 @@ impl Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// Records that report nothing wrong: fuser unmounts again when its session ends and warns
+/// with EINVAL when the mount is already gone (`squashbox unmount`, `fusermount3 -u`, the
+/// idle timeout or a signal did it). Shown with `-d`.
+fn is_noise(record: &Record<'_>) -> bool {
+    if record.level() > Level::Warn
+        || log::max_level() >= LevelFilter::Debug
+        || !record.target().starts_with("fuser")
+    {
+        return false;
+    }
+    let text = record.args().to_string();
+    (text.starts_with("Failed to umount filesystem") || text.starts_with("Unmount failed"))
+        && text.contains("Invalid argument")
 }
 
 static LOGGER: StderrLogger = StderrLogger;

@@ -140,6 +140,18 @@ fn reserve_std_fds() {
     }
 }
 
+/// Bound glibc malloc's per-thread arenas. Every loop and pool thread otherwise gets its own
+/// arena, and decompressed blocks allocated in one thread and freed in another leave each
+/// arena holding freed memory: tens of MiB of RSS beyond the block cache under load.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before this function starts
+    // any thread, and M_ARENA_MAX takes a plain count.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -172,6 +184,7 @@ pub fn serve(
     // fuser refuses a /dev/fuse fd below 3: make sure 0, 1 and 2 are taken (as libfuse does
     // for helpers started with closed standard streams).
     reserve_std_fds();
+    limit_malloc_arenas();
 
     let mut signals = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
