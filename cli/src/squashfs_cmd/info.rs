@@ -53,17 +53,6 @@ fn ctime(secs: i64) -> String {
     format!("{day} {month} {d:>2} {h:02}:{mi:02}:{s:02} {y}")
 }
 
-fn compressor_name(c: Compressor) -> &'static str {
-    match c {
-        Compressor::Gzip => "gzip",
-        Compressor::Lzma => "lzma",
-        Compressor::Lzo => "lzo",
-        Compressor::Xz => "xz",
-        Compressor::Lz4 => "lz4",
-        Compressor::Zstd => "zstd",
-    }
-}
-
 /// Read `len` bytes at image-relative `pos`, or `None` if they are not there.
 fn read_at(file: &File, base: u64, pos: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
@@ -188,7 +177,7 @@ fn render(sb: &Superblock, file: &File, base: u64, name: &str) -> String {
             sb.bytes_used as f64 / 1024.0,
             sb.bytes_used as f64 / (1024.0 * 1024.0)
         ),
-        format!("Compression {}", compressor_name(sb.compressor)),
+        format!("Compression {}", sb.compressor.name()),
     ];
     l.extend(compressor_options(sb, file, base));
     l.push(format!("Block size {}", sb.block_size));
