@@ -5,7 +5,7 @@
 #[path = "common/fuse.rs"]
 mod fuse;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -208,35 +208,49 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn debug_log_shows_negotiated_capabilities_and_sigterm_unmounts() {
-    if skip_unless(&[]) {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
+/// Pack a one-file image (`/f` = "hello") under `dir` and serve it with `squashbox mount FLAG`
+/// as a child whose stderr goes to a log file; returns once the mount answers.
+fn serve_one_file_image(dir: &Path, flag: &str) -> (PathBuf, PathBuf, MountGuard) {
+    let src = dir.join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("f"), b"hello").unwrap();
-    let img = tmp.path().join("img.sqfs");
+    let img = dir.join("img.sqfs");
     mksquashfs(&src, &img, &[]);
-    let mnt = tmp.path().join("m");
+    let mnt = dir.join("m");
     std::fs::create_dir(&mnt).unwrap();
-    let log = tmp.path().join("log");
+    let log = dir.join("log");
     let child = Command::new(bin())
-        .args(["mount", "-d"])
+        .args(["mount", flag])
         .arg(&img)
         .arg(&mnt)
         .stderr(std::fs::File::create(&log).unwrap())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
     let mut guard = MountGuard::new(&mnt);
     guard.child = Some(child);
     assert!(
         wait_for(Duration::from_secs(20), || is_mounted(&mnt)),
         "not mounted"
     );
+    (mnt, log, guard)
+}
+
+/// Whether `child` exits within 15 s.
+fn wait_for_exit(child: &mut std::process::Child) -> bool {
+    wait_for(Duration::from_secs(15), || {
+        child.try_wait().unwrap().is_some()
+    })
+}
+
+#[test]
+fn debug_log_shows_negotiated_capabilities_and_sigterm_unmounts() {
+    if skip_unless(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mnt, log, mut guard) = serve_one_file_image(tmp.path(), "-d");
+    let pid = guard.child.as_ref().unwrap().id() as i32;
     assert_eq!(std::fs::read(mnt.join("f")).unwrap(), b"hello");
     let text = std::fs::read_to_string(&log).unwrap();
     for cap in [
@@ -256,13 +270,7 @@ fn debug_log_shows_negotiated_capabilities_and_sigterm_unmounts() {
     // SAFETY: plain kill(2) on our child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let child = guard.child.as_mut().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(15), || child
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "server still running after SIGTERM"
-    );
+    assert!(wait_for_exit(child), "server still running after SIGTERM");
     assert!(
         child.try_wait().unwrap().unwrap().success(),
         "non-zero exit after SIGTERM"
@@ -280,28 +288,7 @@ fn unserved_requests_answer_quietly() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"hello").unwrap();
-    let img = tmp.path().join("img.sqfs");
-    mksquashfs(&src, &img, &[]);
-    let mnt = tmp.path().join("m");
-    std::fs::create_dir(&mnt).unwrap();
-    let log = tmp.path().join("log");
-    let child = Command::new(bin())
-        .args(["mount", "-f"])
-        .arg(&img)
-        .arg(&mnt)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = MountGuard::new(&mnt);
-    guard.child = Some(child);
-    assert!(
-        wait_for(Duration::from_secs(20), || is_mounted(&mnt)),
-        "not mounted"
-    );
+    let (mnt, log, mut guard) = serve_one_file_image(tmp.path(), "-f");
     use std::os::fd::AsRawFd;
     for _ in 0..3 {
         let f = std::fs::File::open(mnt.join("f")).unwrap();
@@ -331,13 +318,7 @@ fn unserved_requests_answer_quietly() {
     );
     assert!(ok, "squashbox unmount failed: {out}");
     let child = guard.child.as_mut().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(15), || child
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "server still running after unmount"
-    );
+    assert!(wait_for_exit(child), "server still running after unmount");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.is_empty(), "server logged: {text}");
 }
