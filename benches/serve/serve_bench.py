@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 
@@ -19,6 +20,7 @@ from sbench import contenders as cont  # noqa: E402
 from sbench import image, proc, profile, report, workloads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INSTALL_PEERS = os.path.join(REPO, "benches", "install-peers.sh")
 MOUNT_ROW = "mount (until stat answers)"
 
 
@@ -26,9 +28,11 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/var/tmp/squashbox-bench",
-                    help="cache/work dir for the image, peers and mount point")
-    ap.add_argument("--python", default="/root/.pyenv/versions/3.11.7/bin/python3.11",
-                    help="CPython whose interpreter and stdlib go into the image")
+                    help="cache/work dir for the image and the mount point")
+    ap.add_argument("--python", default=None,
+                    help="CPython whose interpreter and stdlib go into the image (a path or a "
+                    "name on PATH; shims and venvs resolve to the real install). Default: "
+                    "python3 on PATH, else the interpreter running this script")
     ap.add_argument("--contenders",
                     default="kernel,squashfuse,squashfuse_ll,squashfuse_ll-0.5.2,squashbox",
                     help="comma list; also available: squashbox_ll (the drop-in argv)")
@@ -47,9 +51,11 @@ def parse_args(argv):
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=BINARY[:OPTS]",
                     help="also run another squashbox build (or the same with other -o "
                     "options) as contender squashbox-NAME; repeatable")
-    ap.add_argument("--peers", default=None, help="install-peers prefix (default WORK/peers)")
-    ap.add_argument("--install-peers", default="/work/shared/tools/install-peers",
-                    help="script run once to fill --peers if it is empty ('' to never)")
+    ap.add_argument("--peers", default=None, help="install-peers prefix (default: the "
+                    "installer's, $XDG_DATA_HOME or ~/.local/share, /squashbox-peers)")
+    ap.add_argument("--install-peers", default=INSTALL_PEERS,
+                    help="script run once to fill --peers if it lacks squashfuse_ll 0.5.2 "
+                    "('' to never); default benches/install-peers.sh")
     ap.add_argument("--profile", metavar="CONTENDER", help="perf-record that contender's "
                     "server (the whole machine for 'kernel') in every session; reports go to "
                     "WORK/perf/. Profiled timings are not comparable: use a separate run")
@@ -61,7 +67,14 @@ def parse_args(argv):
     a = ap.parse_args(argv)
     if a.import_reps is None:
         a.import_reps = a.reps
-    a.peers = a.peers or os.path.join(a.work, "peers")
+    a.peers = a.peers or default_peers()
+    if a.python is None:
+        a.python = image.default_python()
+    else:
+        real, why = image.real_cpython(a.python)
+        if why:
+            ap.error(f"--python: {why}")
+        a.python = real
     a.procs = [int(x) for x in a.procs.split(",") if x]
     a.contenders = [x for x in a.contenders.split(",") if x]
     a.workloads = [x for x in a.workloads.split(",") if x]
@@ -77,6 +90,27 @@ def parse_args(argv):
     if bad:
         ap.error(f"unknown workload(s): {', '.join(bad)}")
     return a
+
+
+def default_peers():
+    """install-peers.sh's own default prefix, so every benchmark shares one install."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
+                                                           ".local", "share")
+    return os.path.join(data, "squashbox-peers")
+
+
+def install_peers(a):
+    """Runs the installer into --peers when squashfuse_ll 0.5.2 is wanted and missing."""
+    if os.path.exists(os.path.join(a.peers, "bin", "squashfuse_ll")) or not a.install_peers \
+            or "squashfuse_ll-0.5.2" not in a.contenders:
+        return
+    if not os.path.exists(a.install_peers):
+        log(f"no installer at {a.install_peers}; squashfuse_ll 0.5.2 will be skipped")
+        return
+    log(f"installing peers into {a.peers} with {a.install_peers}")
+    r = subprocess.run(["bash", a.install_peers, a.peers], stdout=sys.stderr)
+    if r.returncode != 0:
+        log(f"installing peers failed (exit {r.returncode}); squashfuse_ll 0.5.2 is skipped")
 
 
 def log(msg):
@@ -227,10 +261,7 @@ def main(argv):
     os.makedirs(a.work, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     img, meta = image.ensure_image(a.work, a.python)
-    if not os.path.exists(os.path.join(a.peers, "bin", "squashfuse_ll")) and a.install_peers \
-            and "squashfuse_ll-0.5.2" in a.contenders and os.path.exists(a.install_peers):
-        log(f"installing peers into {a.peers}")
-        os.system(f"{shlex.quote(a.install_peers)} {shlex.quote(a.peers)} >&2")
+    install_peers(a)
     known = {c.name: c for c in cont.all_contenders(a)}
     chosen, notes = [], []
     for name in a.contenders:

@@ -1,4 +1,4 @@
-"""Unit tests of the table and goal logic, no mounts needed:
+"""Unit tests of the table and goal logic and of finding the image's CPython, no mounts needed:
 python3 -B -m unittest benches/serve/test_report.py"""
 
 import os
@@ -6,7 +6,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sbench import report  # noqa: E402
+from sbench import image, report  # noqa: E402
 
 
 class C:
@@ -58,6 +58,26 @@ class ReportTest(unittest.TestCase):
     def test_markdown_has_one_row_per_measurement(self):
         md = report.as_markdown(report.table(RESULTS, {}, [C("kernel"), C("squashbox")]))
         self.assertEqual(len(md.splitlines()), 2 + len(RESULTS))
+
+
+class PythonTest(unittest.TestCase):
+    def test_running_interpreter_resolves_to_its_real_install(self):
+        real, why = image.real_cpython(sys.executable)
+        self.assertIsNone(why)
+        ver = "%d.%d" % sys.version_info[:2]
+        # the base install (not a venv or shim), the binary named pythonX.Y, beside its stdlib
+        self.assertEqual(real, os.path.join(sys.base_prefix, "bin", "python" + ver))
+        self.assertTrue(os.path.samefile(
+            os.path.join(os.path.dirname(os.path.dirname(real)), "lib", "python" + ver),
+            os.path.dirname(os.__file__)))
+
+    def test_unusable_pythons_say_why(self):
+        real, why = image.real_cpython("no-such-python-squashbox")
+        self.assertIsNone(real)
+        self.assertIn("not found on PATH", why)
+        real, why = image.real_cpython("/bin/false")
+        self.assertIsNone(real)
+        self.assertIn("does not run", why)
 
 
 if __name__ == "__main__":

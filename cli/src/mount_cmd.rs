@@ -2,12 +2,14 @@
 
 #[path = "fuse_cmd/daemon.rs"]
 mod daemon;
+#[path = "fuse_cmd/image_server.rs"]
+mod image_server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use squashbox_fuse::options::ServeOptions;
-use squashbox_fuse::session::{ImageSource, MountTarget};
+use squashbox_fuse::session::MountTarget;
 
 /// Arguments of `squashbox mount`.
 #[derive(clap::Args)]
@@ -86,9 +88,9 @@ pub fn run_server(
     prog: &str,
 ) -> ExitCode {
     squashbox_fuse::logger::init_for(opts.debug);
-    let src = ImageSource {
-        path: image.to_path_buf(),
-    };
+    // A detached server runs from "/", so it pins no directory: resolve the path first.
+    let image = std::path::absolute(image).unwrap_or_else(|_| image.to_path_buf());
+    let open = image_server::squashfs_opener(image);
     if foreground {
         let target = match MountTarget::parse(target) {
             Ok(t) => t,
@@ -97,7 +99,7 @@ pub fn run_server(
                 return ExitCode::FAILURE;
             }
         };
-        return match squashbox_fuse::serve(&src, target, &opts, Box::new(|_| {})) {
+        return match squashbox_fuse::serve(open, target, &opts, Box::new(|_| {})) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{prog}: {e}");
@@ -105,7 +107,7 @@ pub fn run_server(
             }
         };
     }
-    daemon::serve_detached(&src, target, &opts, prog)
+    daemon::serve_detached(open, target, &opts, prog)
 }
 
 /// Run `squashbox unmount`.

@@ -40,6 +40,61 @@ def interpreter(root, pyver):
     return os.path.join(root, "bin", f"python{pyver}")
 
 
+_PROBE = "import sys; print(sys.base_prefix); print('%d.%d' % sys.version_info[:2]); " \
+         "print(sys.implementation.name)"
+
+
+def real_cpython(python):
+    """The real interpreter behind `python` (a path or a name on PATH, possibly a pyenv shim or
+    a venv's python): `BASE_PREFIX/bin/pythonX.Y`, checked to sit next to its own stdlib.
+    Returns (path, None), or (None, why not)."""
+    exe = python if os.sep in python else shutil.which(python)
+    if not exe:
+        return None, f"{python}: not found on PATH"
+    try:
+        out = subprocess.run([exe, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{exe}: {e}"
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 3:
+        return None, f"{exe}: does not run ({out.stderr.strip()[-200:]})"
+    prefix, ver, impl = lines
+    if impl != "cpython":
+        return None, f"{exe}: is {impl}, not CPython"
+    real = os.path.join(prefix, "bin", f"python{ver}")
+    if not os.access(real, os.X_OK):
+        return None, f"{exe}: no interpreter at {real}"
+    if not os.path.exists(os.path.join(prefix, "lib", f"python{ver}", "os.py")):
+        return None, f"{exe}: no stdlib in {prefix}/lib/python{ver}"
+    return real, None
+
+
+def has_pip(python):
+    """True if `python -m pip` works (the image build installs packages with it)."""
+    r = subprocess.run([python, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return r.returncode == 0
+
+
+def default_python():
+    """The CPython to copy into the image when --python is not given: the first of `python3`
+    on PATH and the interpreter running this script that resolves to a real install with its
+    stdlib, preferring one that has pip. Exits with the reasons if there is none."""
+    found, why = [], []
+    for cand in ["python3", sys.executable]:
+        real, err = real_cpython(cand) if cand else (None, "no sys.executable")
+        if err:
+            why.append(err)
+        elif real not in found:
+            found.append(real)
+    for real in found:
+        if has_pip(real):
+            return real
+    if found:
+        return found[0]
+    sys.exit("no usable CPython for the image; give --python: " + "; ".join(why))
+
+
 def _pyver(src_python):
     out = subprocess.check_output(
         [src_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], text=True)

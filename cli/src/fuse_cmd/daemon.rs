@@ -11,17 +11,17 @@ use std::process::ExitCode;
 use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
 use squashbox_fuse::options::ServeOptions;
-use squashbox_fuse::session::{ImageSource, MountTarget};
+use squashbox_fuse::session::{MountTarget, Opener};
 
 /// Serve as a daemon; returns the exit code for whichever process returns here.
 pub fn serve_detached(
-    src: &ImageSource,
+    open: Opener<'_>,
     target: &Path,
     opts: &ServeOptions,
     prog: &str,
 ) -> ExitCode {
-    // The daemon runs from "/" so it pins no directory: resolve paths first.
-    let image = std::path::absolute(&src.path).unwrap_or_else(|_| src.path.clone());
+    // The daemon runs from "/" so it pins no directory: resolve paths first (the opener
+    // holds an absolute image path).
     let target_abs = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
     let (rx, tx) = match pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
@@ -49,8 +49,7 @@ pub fn serve_detached(
                 let _ = dup2_stdin(&null);
                 let _ = dup2_stdout(&null);
             }
-            let src = ImageSource { path: image };
-            let code = run_child(&src, &target_abs, opts, tx, prog);
+            let code = run_child(open, &target_abs, opts, tx, prog);
             std::process::exit(code);
         }
     }
@@ -72,13 +71,7 @@ fn wait_for_child(rx: OwnedFd, prog: &str) -> ExitCode {
     }
 }
 
-fn run_child(
-    src: &ImageSource,
-    target: &Path,
-    opts: &ServeOptions,
-    tx: OwnedFd,
-    prog: &str,
-) -> i32 {
+fn run_child(open: Opener<'_>, target: &Path, opts: &ServeOptions, tx: OwnedFd, prog: &str) -> i32 {
     let debug = opts.debug;
     let mut tx = Some(File::from(tx));
     let mut send = move |line: &str| {
@@ -105,7 +98,7 @@ fn run_child(
         }
         Err(e) => send(&format!("err {}", e.replace('\n', " "))),
     });
-    match squashbox_fuse::serve(src, target, opts, ready) {
+    match squashbox_fuse::serve(open, target, opts, ready) {
         Ok(()) => 0,
         Err(e) => {
             // Failures before readiness already went to the parent over the pipe; later ones

@@ -1,43 +1,32 @@
-//! The thin `fuser::Filesystem` adapter over [`SquashFs`].
+//! The one `fuser::Filesystem` adapter: it serves any [`squashbox_vfs::Filesystem`].
 //!
-//! Metadata requests (lookup, getattr, readdir, ...) and reads of at most one block are
-//! answered inline on the fuser loop thread that read them (one loop per core): they are short
-//! and a hand-off would only add latency. Larger reads are handed to the rayon pool and replied
-//! to from the worker that did the work, while the loop reads the next request; their blocks
-//! are decompressed in parallel by the reader. A sequential reader triggers a background
-//! prefetch of the following blocks. OPEN/OPENDIR are answered with ENOSYS where the kernel
-//! supports that (NO_OPEN/NO_OPENDIR), so opening costs no round trip and page and directory
-//! caches are kept across opens.
-//!
-//! Every other request a read-only filesystem can see is answered here too, without logging
-//! (fuser's default handlers log a multi-line warning per request): IOCTL (CPython's `isatty`
-//! on every open) with ENOTTY; FLUSH, FSYNC, FSYNCDIR, POLL, LSEEK, GETLK, SETLK and BMAP with
-//! ENOSYS, which the kernel remembers (it stops sending them, or never sends them because the
-//! capability is not negotiated); anything that would modify the image with EROFS.
+//! It only translates: requests become trait calls with our own types, results become fuser
+//! replies. What to cache, when to answer from another thread (reads carry a `Send` reply),
+//! and every errno are the filesystem's. What belongs to the FUSE protocol stays here:
+//! capability negotiation, negative entries, ENOSYS for OPEN/OPENDIR where the kernel may
+//! skip them ([`MountPolicy::no_open`]), and quiet answers to requests no driver handles
+//! (IOCTL: ENOTTY; POLL, GETLK, SETLK, BMAP: ENOSYS, which the kernel remembers). Nothing
+//! is logged per request.
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner,
-    OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents,
+    PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek,
+    ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use squashbox_squashfs::InodeKind;
+use squashbox_vfs as vfs;
+use vfs::{MountPolicy, XattrData};
 
-use crate::squashfs_fs::{Attr, FsError, SquashFs};
-
-/// Entry and attribute time-to-live: the image never changes, so "forever" (as squashfuse's
-/// `DBL_MAX`; the kernel clamps it to its own maximum).
-pub const TTL: Duration = Duration::from_secs(u64::MAX);
+use crate::convert::{errno, file_attr, file_type, fopen_flags, negative_attr, time_set, timespec};
+use crate::stats::{Op, RequestStats};
 
 /// Request activity, for the idle timeout (`-o timeout=N`).
 #[derive(Debug, Default)]
@@ -60,7 +49,8 @@ impl Activity {
     }
 }
 
-/// The capabilities requested in `init`, in the order tried.
+/// The capabilities requested in `init`, in the order tried (the writeback cache is added
+/// when the filesystem's policy allows it).
 pub const WANTED_CAPABILITIES: &[(&str, InitFlags)] = &[
     ("PARALLEL_DIROPS", InitFlags::FUSE_PARALLEL_DIROPS),
     ("DO_READDIRPLUS", InitFlags::FUSE_DO_READDIRPLUS),
@@ -72,13 +62,15 @@ pub const WANTED_CAPABILITIES: &[(&str, InitFlags)] = &[
     ("NO_OPENDIR_SUPPORT", InitFlags::FUSE_NO_OPENDIR_SUPPORT),
 ];
 
-/// The fuser filesystem: a [`SquashFs`] plus per-session settings.
-pub struct FuseFs {
-    fs: Arc<SquashFs>,
+/// Serves a [`vfs::Filesystem`] to the kernel.
+pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
+    fs: Arc<F>,
+    policy: MountPolicy,
     activity: Option<Arc<Activity>>,
+    stats: Option<Arc<RequestStats>>,
     max_background: u16,
-    /// Answer OPEN with ENOSYS (kernel NO_OPEN support; not with an idle timeout, which
-    /// counts open files).
+    /// Answer OPEN with ENOSYS (the policy allows it, the kernel granted NO_OPEN, and no idle
+    /// timeout counts open files).
     no_open: bool,
     /// Likewise for OPENDIR.
     no_opendir: bool,
@@ -86,12 +78,57 @@ pub struct FuseFs {
     pub granted: Vec<&'static str>,
 }
 
-impl FuseFs {
-    /// Wrap `fs`; `activity` is updated on every request when an idle timeout is in force.
-    pub fn new(fs: Arc<SquashFs>, activity: Option<Arc<Activity>>, max_background: u16) -> FuseFs {
-        FuseFs {
+fn ctx(req: &Request, umask: u32) -> vfs::Request {
+    vfs::Request {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+        umask,
+    }
+}
+
+fn reply_xattr(r: vfs::Result<XattrData>, reply: ReplyXattr) {
+    match r {
+        Ok(XattrData::Size(n)) => reply.size(n),
+        Ok(XattrData::Data(d)) => reply.data(&d),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(r: vfs::Result<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_entry(r: vfs::Result<vfs::Entry>, reply: ReplyEntry) {
+    match r {
+        Ok(e) => reply.entry_with_ttls(
+            &e.attr_ttl,
+            &e.entry_ttl,
+            &file_attr(&e.attr, e.node),
+            Generation(e.generation),
+        ),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {
+    /// Serve `fs`; `activity` is updated on every request when an idle timeout is in force,
+    /// `stats` counts requests when asked for.
+    pub fn new(
+        fs: Arc<F>,
+        activity: Option<Arc<Activity>>,
+        stats: Option<Arc<RequestStats>>,
+        max_background: u16,
+    ) -> FuseAdapter<F> {
+        let policy = fs.policy();
+        FuseAdapter {
             fs,
+            policy,
             activity,
+            stats,
             max_background,
             no_open: false,
             no_opendir: false,
@@ -99,87 +136,54 @@ impl FuseFs {
         }
     }
 
-    fn touch(&self) {
+    fn touch(&self, op: Op) {
         if let Some(a) = &self.activity {
             a.touch();
+        }
+        if let Some(s) = &self.stats {
+            s.count(op);
+        }
+    }
+
+    fn opened(&self, delta: i64) {
+        if let Some(a) = &self.activity {
+            a.open_handles.fetch_add(delta, Ordering::Relaxed);
+            a.touch();
+        }
+    }
+
+    /// Answer an open: `skip` says the kernel may skip opens from now on.
+    fn reply_open(&self, r: vfs::Result<vfs::Opened>, skip: bool, reply: ReplyOpen) {
+        match r {
+            // ENOSYS once: the kernel stops sending OPEN/RELEASE and keeps its caches.
+            Ok(_) | Err(vfs::Errno::ENOSYS) if skip => reply.error(Errno::ENOSYS),
+            Ok(o) => {
+                self.opened(1);
+                reply.opened(FileHandle(o.fh.0), fopen_flags(&o));
+            }
+            // A filesystem without per-open state: a stateless open.
+            Err(vfs::Errno::ENOSYS) => {
+                self.opened(1);
+                reply.opened(FileHandle(0), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(e)),
         }
     }
 }
 
-fn errno(e: FsError) -> Errno {
-    Errno::from_i32(e.0)
-}
-
-fn file_type(kind: InodeKind) -> FileType {
-    match kind {
-        InodeKind::Directory => FileType::Directory,
-        InodeKind::File => FileType::RegularFile,
-        InodeKind::Symlink => FileType::Symlink,
-        InodeKind::BlockDevice => FileType::BlockDevice,
-        InodeKind::CharDevice => FileType::CharDevice,
-        InodeKind::Fifo => FileType::NamedPipe,
-        InodeKind::Socket => FileType::Socket,
-    }
-}
-
-/// `a` as fuser's `FileAttr`, reporting `ino` (the node id for entries, `st_ino` for getattr).
-pub fn file_attr(a: &Attr, ino: u64) -> FileAttr {
-    let t = UNIX_EPOCH + Duration::from_secs(u64::from(a.mtime));
-    FileAttr {
-        ino: INodeNo(ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: a.blksize,
-        flags: 0,
-    }
-}
-
-fn negative_attr() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 0,
-        flags: 0,
-    }
-}
-
-fn reply_xattr(data: Vec<u8>, size: u32, reply: ReplyXattr) {
-    if size == 0 {
-        reply.size(u32::try_from(data.len()).unwrap_or(u32::MAX));
-    } else if data.len() > size as usize {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(&data);
-    }
-}
-
-impl Filesystem for FuseFs {
+impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         for (name, flag) in WANTED_CAPABILITIES {
             if config.add_capabilities(*flag).is_ok() {
                 self.granted.push(name);
             }
+        }
+        if self.policy.writeback_cache
+            && config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok()
+        {
+            self.granted.push("WRITEBACK_CACHE");
         }
         // 1 MiB requests (max_pages = max(max_write, max_readahead) / page size; the kernel
         // caps it by fs.fuse.max_pages_limit) and as much readahead as the kernel allows.
@@ -190,58 +194,210 @@ impl Filesystem for FuseFs {
         let _ = config.set_max_background(self.max_background);
         let _ = config.set_congestion_threshold(self.max_background / 4 * 3);
         let tracking_opens = self.activity.is_some();
-        self.no_open = !tracking_opens && self.granted.contains(&"NO_OPEN_SUPPORT");
-        self.no_opendir = !tracking_opens && self.granted.contains(&"NO_OPENDIR_SUPPORT");
+        self.no_open =
+            self.policy.no_open && !tracking_opens && self.granted.contains(&"NO_OPEN_SUPPORT");
+        self.no_opendir = self.policy.no_opendir
+            && !tracking_opens
+            && self.granted.contains(&"NO_OPENDIR_SUPPORT");
         log::info!("FUSE capabilities granted: {}", self.granted.join(" "));
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.touch();
-        match self.fs.lookup(parent.0, name.as_bytes()) {
-            // The alias of inode 1 gets no attribute caching, so `stat` asks `getattr`, which
-            // reports st_ino 1 (see node_table).
-            Ok(Some(a)) if a.st_ino != a.node => {
-                reply.entry_with_ttls(&Duration::ZERO, &TTL, &file_attr(&a, a.node), Generation(0))
-            }
-            Ok(Some(a)) => reply.entry(&TTL, &file_attr(&a, a.node), Generation(0)),
+    fn destroy(&mut self) {
+        self.fs.destroy();
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.touch(Op::Lookup);
+        match self.fs.lookup(&ctx(req, 0), parent.0, name) {
+            Ok(Some(e)) => reply_entry(Ok(e), reply),
             // A negative entry with a timeout: the kernel caches the miss.
-            Ok(None) => reply.entry(&TTL, &negative_attr(), Generation(0)),
+            Ok(None) if !self.policy.negative_ttl.is_zero() => {
+                reply.entry(&self.policy.negative_ttl, &negative_attr(), Generation(0))
+            }
+            Ok(None) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.touch();
-        match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a, a.st_ino)),
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.touch(Op::Getattr);
+        let fh = fh.map(|f| vfs::FileHandle(f.0));
+        match self.fs.getattr(&ctx(req, 0), ino.0, fh) {
+            Ok(a) => reply.attr(&a.ttl, &file_attr(&a.attr, a.attr.ino)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.touch();
-        match self.fs.readlink(ino.0) {
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.touch(Op::Other);
+        let set = vfs::SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(timespec),
+            fh: fh.map(|f| vfs::FileHandle(f.0)),
+        };
+        match self.fs.setattr(&ctx(req, 0), ino.0, &set) {
+            Ok(a) => reply.attr(&a.ttl, &file_attr(&a.attr, a.attr.ino)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.touch(Op::Readlink);
+        match self.fs.readlink(&ctx(req, 0), ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.touch();
-        if flags.acc_mode() != OpenAccMode::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
-        if self.no_open {
-            // ENOSYS once: the kernel stops sending OPEN/RELEASE and keeps the page cache.
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.fs.open(ino.0) {
-            Ok(()) => {
-                if let Some(a) = &self.activity {
-                    a.open_handles.fetch_add(1, Ordering::Relaxed);
-                }
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.touch(Op::Other);
+        reply_entry(
+            self.fs.mknod(&ctx(req, umask), parent.0, name, mode, rdev),
+            reply,
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.touch(Op::Other);
+        reply_entry(self.fs.mkdir(&ctx(req, umask), parent.0, name, mode), reply);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.touch(Op::Other);
+        reply_empty(self.fs.unlink(&ctx(req, 0), parent.0, name), reply);
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.touch(Op::Other);
+        reply_empty(self.fs.rmdir(&ctx(req, 0), parent.0, name), reply);
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.touch(Op::Other);
+        let r = self
+            .fs
+            .symlink(&ctx(req, 0), parent.0, link_name, target.as_os_str());
+        reply_entry(r, reply);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.touch(Op::Other);
+        let flags = vfs::RenameFlags(flags.bits());
+        let r = self
+            .fs
+            .rename(&ctx(req, 0), parent.0, name, newparent.0, newname, flags);
+        reply_empty(r, reply);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.touch(Op::Other);
+        reply_entry(
+            self.fs.link(&ctx(req, 0), ino.0, newparent.0, newname),
+            reply,
+        );
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.touch(Op::Other);
+        let r = self.fs.open(&ctx(req, 0), ino.0, vfs::OpenFlags(flags.0));
+        self.reply_open(r, self.no_open, reply);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.touch(Op::Other);
+        let r = self.fs.create(
+            &ctx(req, umask),
+            parent.0,
+            name,
+            mode,
+            vfs::OpenFlags(flags),
+        );
+        match r {
+            Ok((e, o)) => {
+                self.opened(1);
+                reply.created(
+                    &e.entry_ttl.min(e.attr_ttl),
+                    &file_attr(&e.attr, e.node),
+                    Generation(e.generation),
+                    FileHandle(o.fh.0),
+                    fopen_flags(&o),
+                );
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -249,97 +405,136 @@ impl Filesystem for FuseFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.touch();
-        let answer = move |fs: &SquashFs, reply: ReplyData| match fs.read(ino.0, offset, size) {
-            Ok(data) => reply.data(&data),
+        self.touch(Op::Read);
+        let answer = vfs::ReadReply::new(move |r| match r {
+            Ok(data) => reply.data(data),
             Err(e) => reply.error(errno(e)),
-        };
-        if size <= self.fs.block_size() {
-            // One block at most: a hand-off would cost more than it saves.
-            answer(&self.fs, reply);
-        } else {
-            // Many blocks: decompress them in parallel on the pool, reply from there, and
-            // let this loop thread read the next request meanwhile.
-            let fs = Arc::clone(&self.fs);
-            rayon::spawn(move || answer(&fs, reply));
+        });
+        self.fs.read(
+            &ctx(req, 0),
+            ino.0,
+            vfs::FileHandle(fh.0),
+            offset,
+            size,
+            answer,
+        );
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.touch(Op::Other);
+        let r = self.fs.write(
+            &ctx(req, 0),
+            ino.0,
+            vfs::FileHandle(fh.0),
+            offset,
+            data,
+            vfs::OpenFlags(flags.0),
+        );
+        match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn flush(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.touch(Op::Other);
+        let r = self
+            .fs
+            .flush(&ctx(req, 0), ino.0, vfs::FileHandle(fh.0), lock_owner.0);
+        reply_empty(r, reply);
     }
 
     fn release(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(a) = &self.activity {
-            a.open_handles.fetch_sub(1, Ordering::Relaxed);
-            a.touch();
-        }
-        reply.ok();
+        self.opened(-1);
+        let r = self.fs.release(
+            &ctx(req, 0),
+            ino.0,
+            vfs::FileHandle(fh.0),
+            vfs::OpenFlags(flags.0),
+        );
+        reply_empty(r, reply);
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.touch();
-        match self.fs.opendir(ino.0) {
-            Ok(()) if self.no_opendir => reply.error(Errno::ENOSYS),
-            Ok(()) => {
-                if let Some(a) = &self.activity {
-                    a.open_handles.fetch_add(1, Ordering::Relaxed);
-                }
-                // Keep the cached listing across opens: the image never changes.
-                let flags = FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR;
-                reply.opened(FileHandle(0), flags);
-            }
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-
-    fn releasedir(
+    fn fsync(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(a) = &self.activity {
-            a.open_handles.fetch_sub(1, Ordering::Relaxed);
-            a.touch();
-        }
-        reply.ok();
+        self.touch(Op::Other);
+        let r = self
+            .fs
+            .fsync(&ctx(req, 0), ino.0, vfs::FileHandle(fh.0), datasync);
+        reply_empty(r, reply);
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.touch(Op::Other);
+        let r = self
+            .fs
+            .opendir(&ctx(req, 0), ino.0, vfs::OpenFlags(flags.0));
+        self.reply_open(r, self.no_opendir, reply);
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.touch();
-        let res = self.fs.readdir(ino.0, offset, false, &mut |item, _| {
-            !reply.add(
-                INodeNo(item.ino),
-                item.next_offset,
-                file_type(item.kind),
-                OsStr::from_bytes(item.name),
-            )
-        });
-        match res {
+        self.touch(Op::Readdir);
+        let fh = vfs::FileHandle(fh.0);
+        let r = self
+            .fs
+            .readdir(&ctx(req, 0), ino.0, fh, offset, false, &mut |item, _| {
+                !reply.add(
+                    INodeNo(item.ino),
+                    item.next_offset,
+                    file_type(item.kind),
+                    item.name,
+                )
+            });
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -347,76 +542,196 @@ impl Filesystem for FuseFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.touch();
+        self.touch(Op::Readdirplus);
+        let r = ctx(req, 0);
+        // "." and ".." carry the directory's own attributes; the kernel links nothing for
+        // them, so their id only serves as d_ino.
         let dir_attr = if offset <= 1 {
-            match self.fs.getattr(ino.0) {
-                Ok(a) => Some(a),
+            match self.fs.getattr(&r, ino.0, None) {
+                Ok(a) => Some(a.attr),
                 Err(e) => return reply.error(errno(e)),
             }
         } else {
             None
         };
-        let res = self.fs.readdir(ino.0, offset, true, &mut |item, attr| {
-            let Some(a) = attr.or(dir_attr.as_ref()) else {
-                return false;
-            };
-            // For "." and ".." the kernel links nothing, so the id only serves as d_ino.
-            let id = if attr.is_some() { item.node } else { item.ino };
-            let fa = file_attr(a, id);
-            let ttl = if attr.is_some_and(|a| a.st_ino != a.node) {
-                Duration::ZERO
-            } else {
-                TTL
-            };
-            !reply.add(
-                INodeNo(id),
-                item.next_offset,
-                OsStr::from_bytes(item.name),
-                &ttl,
-                &fa,
-                Generation(0),
-            )
-        });
+        let fh = vfs::FileHandle(fh.0);
+        let res = self
+            .fs
+            .readdir(&r, ino.0, fh, offset, true, &mut |item, entry| {
+                let (id, attr, ttl, generation) = match (entry, dir_attr.as_ref()) {
+                    (Some(e), _) => (e.node, e.attr, e.entry_ttl.min(e.attr_ttl), e.generation),
+                    (None, Some(a)) => (item.ino, *a, Duration::ZERO, 0),
+                    (None, None) => return false,
+                };
+                !reply.add(
+                    INodeNo(id),
+                    item.next_offset,
+                    item.name,
+                    &ttl,
+                    &file_attr(&attr, id),
+                    Generation(generation),
+                )
+            });
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.touch();
-        let s = self.fs.statfs();
-        reply.statfs(s.blocks, 0, 0, s.files, 0, s.bsize, s.namelen, s.bsize);
+    fn releasedir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.opened(-1);
+        reply_empty(
+            self.fs
+                .releasedir(&ctx(req, 0), ino.0, vfs::FileHandle(fh.0)),
+            reply,
+        );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.touch();
-        match self.fs.getxattr(ino.0, name.as_bytes()) {
-            Ok(v) => reply_xattr(v, size, reply),
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.touch(Op::Other);
+        let r = self
+            .fs
+            .fsyncdir(&ctx(req, 0), ino.0, vfs::FileHandle(fh.0), datasync);
+        reply_empty(r, reply);
+    }
+
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.touch(Op::Other);
+        match self.fs.statfs(&ctx(req, 0), ino.0) {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.touch();
-        match self.fs.listxattr(ino.0) {
-            Ok(v) => reply_xattr(v, size, reply),
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.touch(Op::Other);
+        reply_empty(
+            self.fs.setxattr(&ctx(req, 0), ino.0, name, value, flags),
+            reply,
+        );
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.touch(Op::Getxattr);
+        reply_xattr(self.fs.getxattr(&ctx(req, 0), ino.0, name, size), reply);
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.touch(Op::Listxattr);
+        reply_xattr(self.fs.listxattr(&ctx(req, 0), ino.0, size), reply);
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.touch(Op::Other);
+        reply_empty(self.fs.removexattr(&ctx(req, 0), ino.0, name), reply);
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.touch(Op::Other);
+        reply_empty(self.fs.access(&ctx(req, 0), ino.0, mask.bits()), reply);
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.touch(Op::Other);
+        let fh = vfs::FileHandle(fh.0);
+        reply_empty(
+            self.fs
+                .fallocate(&ctx(req, 0), ino.0, fh, offset, length, mode),
+            reply,
+        );
+    }
+
+    fn lseek(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        self.touch(Op::Other);
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        let whence = vfs::Whence::from_raw(whence);
+        match self
+            .fs
+            .lseek(&ctx(req, 0), ino.0, vfs::FileHandle(fh.0), offset, whence)
+        {
+            Ok(o) => reply.offset(i64::try_from(o).unwrap_or(i64::MAX)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.touch();
-        if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
-        } else {
-            reply.ok();
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        self.touch(Op::Other);
+        let r = self.fs.copy_file_range(
+            &ctx(req, 0),
+            ino_in.0,
+            vfs::FileHandle(fh_in.0),
+            offset_in,
+            ino_out.0,
+            vfs::FileHandle(fh_out.0),
+            offset_out,
+            len,
+            u32::try_from(flags.bits()).unwrap_or(u32::MAX),
+        );
+        match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -431,43 +746,10 @@ impl Filesystem for FuseFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        // What the kernel driver answers for an ioctl a file does not know (e.g. TCGETS from
+        // What the kernel drivers answer for an ioctl a file does not know (e.g. TCGETS from
         // isatty). The kernel never caches this answer, so it must stay cheap.
+        self.touch(Op::Other);
         reply.error(Errno::ENOTTY);
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        // Nothing to flush; ENOSYS makes the kernel stop sending FLUSH on close().
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::ENOSYS);
     }
 
     fn poll(
@@ -484,19 +766,6 @@ impl Filesystem for FuseFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: i64,
-        _whence: i32,
-        reply: ReplyLseek,
-    ) {
-        // ENOSYS: the kernel stops asking and handles SEEK_DATA/SEEK_HOLE itself.
-        reply.error(Errno::ENOSYS);
-    }
-
     fn getlk(
         &self,
         _req: &Request,
@@ -509,6 +778,7 @@ impl Filesystem for FuseFs {
         _pid: u32,
         reply: ReplyLock,
     ) {
+        // ENOSYS: the kernel keeps POSIX locks locally.
         reply.error(Errno::ENOSYS);
     }
 
@@ -530,171 +800,5 @@ impl Filesystem for FuseFs {
 
     fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
         reply.error(Errno::ENOSYS);
-    }
-
-    // Modifying requests: a read-only mount stops them in the VFS, but a pre-mounted fd
-    // (`/dev/fd/N`) may not carry `ro`, so answer them with EROFS.
-
-    fn setattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
-        _flags: CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
     }
 }

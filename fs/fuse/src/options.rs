@@ -40,6 +40,9 @@ pub struct ServeOptions {
     pub max_background: u16,
     /// `-d` / `debug`: log every request and the negotiated capabilities to stderr.
     pub debug: bool,
+    /// `print_stats`: when the session ends, print one stderr line with the requests served
+    /// by kind (`squashbox: requests served: total=N lookup=N ...`).
+    pub print_stats: bool,
     /// Options passed to the kernel mount (ro is always added).
     pub mount_options: Vec<MountOption>,
 }
@@ -62,6 +65,7 @@ impl Default for ServeOptions {
             prefetch_blocks: None,
             max_background: 64,
             debug: false,
+            print_stats: false,
             mount_options: Vec::new(),
         }
     }
@@ -110,6 +114,7 @@ impl ServeOptions {
                     self.max_background = n.max(1);
                 }
                 "debug" => self.debug = true,
+                "print_stats" => self.print_stats = true,
                 "ro" => {}
                 "rw" => ignored.push("rw (the image is read-only)".into()),
                 "suid" => self.mount_options.push(MountOption::Suid),

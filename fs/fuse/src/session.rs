@@ -2,7 +2,7 @@
 //! or in a user+mount namespace, `fusermount3` for plain users, or a pre-mounted `/dev/fd/N`),
 //! report readiness, run the request loops, and stop on unmount, SIGTERM/SIGINT or idle timeout.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -12,19 +12,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
-use squashbox_squashfs::Image;
+use squashbox_vfs::Filesystem;
 
-use crate::fuse_adapter::{Activity, FuseFs};
+use crate::fuse_adapter::{Activity, FuseAdapter};
 use crate::options::ServeOptions;
-use crate::squashfs_fs::{FsOptions, SquashFs};
+use crate::stats::RequestStats;
 use crate::unmount::unmount;
 
-/// Where the image comes from.
-#[derive(Debug, Clone)]
-pub struct ImageSource {
-    /// Path of the image file (may be `/proc/self/fd/N`).
-    pub path: PathBuf,
-}
+/// A filesystem ready to serve, and the name it is shown under (`fsname`, log lines).
+pub type Served = (Arc<dyn Filesystem>, String);
+
+/// Opens the filesystem to serve, after the session has set the process up (signals
+/// blocked, standard fds reserved) and before any thread starts; `Err` is a one-line message.
+pub type Opener<'a> = Box<dyn FnOnce(&ServeOptions) -> Result<Served, String> + 'a>;
 
 /// Where to serve it.
 #[derive(Debug)]
@@ -57,43 +57,6 @@ impl MountTarget {
 
 /// Called once: `Ok` when the mount is ready to serve, `Err(message)` when it failed.
 pub type Readiness<'a> = Box<dyn FnOnce(Result<(), &str>) + 'a>;
-
-/// Open the image: find the SquashFS partition of a SIF (or take `offset=`), and open the
-/// reader with the cache size from `opts`. Returns the image and its display name.
-pub fn open_image(src: &ImageSource, opts: &ServeOptions) -> Result<(Arc<Image>, String), String> {
-    let name = src.path.display().to_string();
-    let file = File::open(&src.path).map_err(|e| format!("{name}: {e}"))?;
-    let offset = match opts.offset {
-        Some(off) => off,
-        None => match squashbox_sif::locate_partition(&file, opts.partition) {
-            Ok(Some(loc)) => {
-                if loc.fs_type != 1 {
-                    return Err(format!(
-                        "{name}: partition {} is not SquashFS (fs type {})",
-                        loc.id, loc.fs_type
-                    ));
-                }
-                loc.offset
-            }
-            Ok(None) if opts.partition.is_some() => {
-                return Err(format!(
-                    "{name}: --partition given but the file is not a SIF"
-                ));
-            }
-            Ok(None) => 0,
-            Err(e) => return Err(format!("{name}: {e}")),
-        },
-    };
-    let cache = opts.cache_mib.max(1) << 20;
-    let metadata = (cache / 4).min(8 << 20);
-    let ropts = squashbox_squashfs::OpenOptions {
-        offset,
-        cache_bytes: cache - metadata,
-        metadata_cache_bytes: metadata,
-    };
-    let image = Image::from_file(file, &name, &ropts).map_err(|e| e.to_string())?;
-    Ok((Arc::new(image), name))
-}
 
 fn notify(pipe: &Path, byte: u8) {
     match OpenOptions::new().write(true).open(pipe) {
@@ -158,11 +121,11 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Serve `src` at `target` until it is unmounted (or a signal / the idle timeout stops it).
-/// `ready` is called exactly once. Call this before the process starts any other thread: it
-/// blocks SIGTERM, SIGINT and SIGHUP so that a dedicated thread handles them.
+/// Serve what `open` opens at `target` until it is unmounted (or a signal / the idle timeout
+/// stops it). `ready` is called exactly once. Call this before the process starts any other
+/// thread: it blocks SIGTERM, SIGINT and SIGHUP so that a dedicated thread handles them.
 pub fn serve(
-    src: &ImageSource,
+    open: Opener<'_>,
     target: MountTarget,
     opts: &ServeOptions,
     ready: Readiness<'_>,
@@ -195,32 +158,24 @@ pub fn serve(
     }
 
     let threads = opts.thread_count();
-    let (image, name) = match open_image(src, opts) {
+    let (fs, name) = match open(opts) {
         Ok(x) => x,
         Err(e) => return fail(&mut report, e),
     };
-    // Decompression workers: one per core (or per requested thread).
+    // Workers for what filesystems hand off (decompression, big reads): one per core (or
+    // per requested thread).
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("squashbox-io-{i}"))
         .build_global();
-
-    let fs_opts = FsOptions {
-        uid: opts.uid,
-        gid: opts.gid,
-        subdir: opts.subdir.clone(),
-        prefetch_bytes: opts.prefetch_bytes(image.superblock().block_size),
-    };
-    let fs = match SquashFs::new(image, &name, fs_opts) {
-        Ok(fs) => Arc::new(fs),
-        Err(e) => return fail(&mut report, e),
-    };
+    let read_only = fs.policy().read_only;
     let activity = opts.idle_timeout.map(|_| {
         let a = Arc::new(Activity::default());
         a.last_request.store(unix_now(), Ordering::Relaxed);
         a
     });
-    let fuse_fs = FuseFs::new(Arc::clone(&fs), activity.clone(), opts.max_background);
+    let stats = opts.print_stats.then(|| Arc::new(RequestStats::default()));
+    let adapter = FuseAdapter::new(fs, activity.clone(), stats.clone(), opts.max_background);
 
     let acl = if opts.allow_other {
         SessionACL::All
@@ -233,11 +188,13 @@ pub fn serve(
     config.acl = acl;
     config.n_threads = Some(threads);
     config.mount_options = vec![
-        MountOption::RO,
         MountOption::DefaultPermissions,
         MountOption::FSName(name.clone()),
         MountOption::Subtype("squashbox".into()),
     ];
+    if read_only {
+        config.mount_options.push(MountOption::RO);
+    }
     config
         .mount_options
         .extend(opts.mount_options.iter().cloned());
@@ -255,13 +212,13 @@ pub fn serve(
     };
 
     let (session, mountpoint) = match target {
-        MountTarget::Path(p) => match Session::new(fuse_fs, &p, &config) {
+        MountTarget::Path(p) => match Session::new(adapter, &p, &config) {
             Ok(s) => (s, Some(p)),
             Err(e) => return fail(&mut report, format!("mounting on {}: {e}", p.display())),
         },
         // Whoever mounted the fd chose user_id= and allow_other, and the kernel enforces them;
         // filtering again by our own uid would lock out the mount's owner.
-        MountTarget::Fd(fd) => match Session::from_fd(fuse_fs, fd, fd_acl(acl), config) {
+        MountTarget::Fd(fd) => match Session::from_fd(adapter, fd, fd_acl(acl), config) {
             Ok(s) => (s, None),
             Err(e) => return fail(&mut report, format!("serving the FUSE fd: {e}")),
         },
@@ -276,6 +233,9 @@ pub fn serve(
     }
     let result = session.run().map_err(|e| format!("FUSE session: {e}"));
     stopping.store(true, Ordering::SeqCst);
+    if let Some(s) = stats {
+        crate::logger::write_now(&format!("squashbox: {}", s.summary()));
+    }
     result
 }
 

@@ -17,10 +17,8 @@ pub mod header;
 pub mod image;
 pub mod probe;
 pub mod select;
-pub mod sha256;
 pub mod siftool;
 pub mod util;
-pub mod uuid;
 pub mod write;
 
 use std::fs::File;

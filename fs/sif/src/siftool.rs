@@ -43,7 +43,10 @@ pub fn header(sif: &Sif) -> String {
         rows.push(row("Primary Architecture:", h.arch.go_name()));
     }
     if h.id != [0; 16] {
-        rows.push(row("ID:", crate::uuid::format(&h.id)));
+        rows.push(row(
+            "ID:",
+            uuid::Uuid::from_bytes(h.id).hyphenated().to_string(),
+        ));
     }
     if !is_zero_time(h.created_at) {
         rows.push(row("Created At:", go_time(h.created_at)));

@@ -15,7 +15,7 @@ use crate::consts::*;
 use crate::descriptor::{Descriptor, Link};
 use crate::header::Header;
 use crate::image::Sif;
-use crate::sha256::{Sha256, to_hex};
+use sha2::{Digest, Sha256};
 
 /// Where the bytes of a new object come from.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ pub fn create(path: &Path, opts: &CreateOptions, objects: Vec<ObjectInput>) -> R
     let id = match opts.id {
         Some(id) => id,
         None if opts.deterministic => [0; 16],
-        None => crate::uuid::new_v4()?,
+        None => *uuid::Uuid::new_v4().as_bytes(),
     };
     let mut launch_script = [0u8; 32];
     launch_script[..opts.launch_script.len()].copy_from_slice(opts.launch_script.as_bytes());
@@ -245,7 +245,7 @@ fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
-    let unique = crate::uuid::new_v4().map_or(0, |u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]));
+    let unique = uuid::Uuid::new_v4().as_u128() as u32;
     path.with_file_name(format!(".{name}.{}.{unique:08x}.tmp", std::process::id()))
 }
 
@@ -455,7 +455,10 @@ fn place_object(sif: &mut Sif, file: &File, input: ObjectInput, t: i64) -> Resul
     let (size, digest) = match &input.data {
         ObjectData::Bytes(b) => {
             file.write_all_at(b, offset)?;
-            (b.len() as u64, want_digest.then(|| Sha256::hex(b)))
+            (
+                b.len() as u64,
+                want_digest.then(|| format!("{:x}", Sha256::digest(b))),
+            )
         }
         ObjectData::File(p) => {
             let mut src =
@@ -557,5 +560,9 @@ fn copy_into(
         }
         done += n as u64;
     }
-    Ok((done, hash.map(|h| to_hex(&h.finish()))))
+    Ok((done, hash.map(|h| format!("{:x}", h.finalize()))))
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@ pub mod dir;
 pub mod error;
 mod export;
 mod file;
+pub mod filesystem;
 mod fragment;
 mod id;
 pub mod image;
@@ -28,6 +29,7 @@ pub mod xattr;
 
 pub use dir::DirEntry;
 pub use error::{Error, Result};
+pub use filesystem::{FsOptions, ImageOptions, SquashFs, open_image};
 pub use image::{CacheStats, Image, OpenOptions, StatFs};
 pub use inode::{Inode, InodeKind, InodeRef};
 pub use superblock::{Compressor, Superblock};

@@ -21,8 +21,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::InodeRef;
 use parking_lot::Mutex;
-use squashbox_squashfs::InodeRef;
 
 /// FUSE's root node id.
 pub const ROOT_NODE: u64 = 1;
