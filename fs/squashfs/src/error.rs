@@ -66,3 +66,22 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// Put `ctx()` (where the reader was: which inode, which block) in front of what a
+    /// [`Error::Corrupt`] says; other errors already carry their place and are returned as is.
+    pub(crate) fn within(self, ctx: impl FnOnce() -> String) -> Error {
+        match self {
+            Error::Corrupt {
+                image,
+                offset,
+                what,
+            } => Error::Corrupt {
+                image,
+                offset,
+                what: format!("{}: {what}", ctx()),
+            },
+            other => other,
+        }
+    }
+}

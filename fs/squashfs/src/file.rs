@@ -41,8 +41,13 @@ pub(crate) enum Piece {
     Data { pos: u64, word: u32 },
     /// A sparse block (all zeros).
     Hole,
-    /// The file's tail in fragment block (`pos`, `word`).
-    Fragment { pos: u64, word: u32, offset: u32 },
+    /// The file's tail at `offset` in fragment block `index` (at `pos`, size word `word`).
+    Fragment {
+        pos: u64,
+        word: u32,
+        index: u32,
+        offset: u32,
+    },
 }
 
 thread_local! {
@@ -74,8 +79,10 @@ impl Inner {
             OUT_BUF.with(|ob| {
                 let mut out = ob.borrow_mut();
                 out.resize(self.sb.block_size as usize, 0);
-                let n = compress::decompress(self.sb.compressor, &raw, &mut out)
-                    .map_err(|e| self.src.corrupt(pos, format!("data block: {e}")))?;
+                let n = compress::decompress(self.sb.compressor, &raw, &mut out).map_err(|e| {
+                    self.src
+                        .corrupt(pos, format!("{len}-byte compressed block: {e}"))
+                })?;
                 Ok(Arc::from(out.get(..n).unwrap_or_default()))
             })
         })
@@ -204,6 +211,7 @@ impl Inner {
             out.push(Piece::Fragment {
                 pos: e.start,
                 word: e.size_word,
+                index: idx,
                 offset,
             });
         }
@@ -239,18 +247,34 @@ impl Inner {
                 })
                 .count()
         };
-        let fetch = |p: &Piece| -> Result<Option<Arc<[u8]>>> {
+        let fetch = |(i, p): (usize, &Piece)| -> Result<Option<Arc<[u8]>>> {
+            let ino = || format!("inode {} ({:#x})", file.inode_number, file.inode_ref.0);
             match p {
-                Piece::Data { pos, word } | Piece::Fragment { pos, word, .. } => {
-                    self.data_block(*pos, *word).map(Some)
-                }
+                Piece::Data { pos, word } => self
+                    .data_block(*pos, *word)
+                    .map(Some)
+                    .map_err(|e| e.within(|| format!("{}, block {}", ino(), first + i as u64))),
+                Piece::Fragment {
+                    pos, word, index, ..
+                } => self
+                    .data_block(*pos, *word)
+                    .map(Some)
+                    .map_err(|e| e.within(|| format!("{}, tail in fragment {index}", ino()))),
                 Piece::Hole => Ok(None),
             }
         };
         let blocks: Vec<Option<Arc<[u8]>>> = if misses > 1 {
-            pieces.par_iter().map(fetch).collect::<Result<_>>()?
+            pieces
+                .par_iter()
+                .enumerate()
+                .map(fetch)
+                .collect::<Result<_>>()?
         } else {
-            pieces.iter().map(fetch).collect::<Result<_>>()?
+            pieces
+                .iter()
+                .enumerate()
+                .map(fetch)
+                .collect::<Result<_>>()?
         };
         let mut done = 0usize;
         for (i, (piece, block)) in pieces.iter().zip(blocks).enumerate() {

@@ -20,6 +20,10 @@ pub(crate) const LZMA_MEMLIMIT: u64 = 64 << 20;
 /// Decompress one block `src` written by `comp` into `dst`; returns the bytes produced.
 /// Output that would not fit in `dst` is an error, never a reallocation.
 pub fn decompress(comp: Compressor, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
+    // No codec's block is empty (zstd alone would decode nothing to Ok(0)).
+    if src.is_empty() {
+        return Err(format!("{}: empty compressed block", comp.name()));
+    }
     let n = match comp {
         Compressor::Gzip => gzip::decompress(src, dst)?,
         Compressor::Lzma => lzma::decompress(src, dst)?,
