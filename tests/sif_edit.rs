@@ -194,8 +194,7 @@ fn list_rows(img: &Path) -> Vec<String> {
 /// after each step; the partition bytes come back unchanged through `dump`.
 #[test]
 fn round_trip_with_real_filesystems() {
-    if !have_tool("mksquashfs") || !have_tool("mkfs.ext3") {
-        println!("skipped: mksquashfs or mkfs.ext3 not installed");
+    if !squashbox_fixtures::prereq::require_tools(&["mksquashfs", "mkfs.ext3"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -348,7 +347,7 @@ fn round_trip_with_real_filesystems() {
         assert!(got == std::fs::read(src).unwrap(), "object {id} differs");
     }
     // And the embedded SquashFS is readable in place by unsquashfs at the listed offset.
-    if have_tool("unsquashfs") {
+    if squashbox_fixtures::prereq::require_tools(&["unsquashfs"]) {
         let out = Command::new("unsquashfs")
             .args(["-o", "32768", "-l"])
             .arg(&img)
@@ -479,9 +478,7 @@ fn rejected_edits_leave_the_file_untouched() {
 
 /// As root, the kernel mounts the embedded ext3 overlay in place (loop device with offset).
 fn kernel_mount_oracle(img: &Path, offset: u64, size: u64) {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        println!("skipped kernel mount oracle: not root");
+    if !squashbox_fixtures::prereq::require_root("a kernel loop mount of the embedded ext3") {
         return;
     }
     let mnt = tempfile::tempdir().unwrap();

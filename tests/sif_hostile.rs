@@ -88,6 +88,10 @@ fn run_all(img: &Path) {
         let err = sif_err(cmd);
         assert_eq!(err.trim_end().lines().count(), 1, "{cmd:?}: {err}");
         assert!(
+            err.contains("hostile.sif"),
+            "{cmd:?}: error does not name the image: {err}"
+        );
+        assert!(
             std::fs::read(img).unwrap() == before,
             "{cmd:?} modified a hostile image"
         );

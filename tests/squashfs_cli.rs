@@ -13,21 +13,11 @@ use cli::*;
 
 const BUSYBOX_OFFSET: u64 = 45056;
 
-fn busybox_sif() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/apptainer-e2e/busybox_amd64.sif");
-    if p.exists() {
-        Some(p)
-    } else {
-        skip(&format!("{} not present", p.display()));
-        None
-    }
-}
-
-/// The fixture tree packed once with default options.
+/// The fixture tree packed once with default options; `None` (a counted skip) without the
+/// squashfs tools.
 fn default_image() -> Option<&'static Path> {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
-    if !have_squashfs_tools() {
+    if !squashfs_tools_ready() {
         return None;
     }
     Some(IMG.get_or_init(|| {
@@ -47,7 +37,7 @@ fn os(s: &str) -> &OsStr {
 
 #[test]
 fn busybox_sif_lists_and_extracts_at_offset_and_by_sif_detection() {
-    let Some(sif) = busybox_sif() else { return };
+    let sif = busybox_sif();
     let off = BUSYBOX_OFFSET.to_string();
     let at_offset = squashbox_ok([
         os("squashfs"),
@@ -57,7 +47,7 @@ fn busybox_sif_lists_and_extracts_at_offset_and_by_sif_detection() {
         os(&off),
         sif.as_os_str(),
     ]);
-    if have_squashfs_tools() {
+    if squashbox_fixtures::prereq::require_tools(&["unsquashfs"]) {
         let theirs = unsquashfs_lln(&sif, &["-o", &off]);
         assert!(
             at_offset == theirs,

@@ -1,4 +1,5 @@
-//! Drop-in personalities: `squashfuse_ll` and `squashfuse` command lines as Apptainer passes them.
+//! Drop-in personalities: `squashfuse_ll` and `squashfuse` command lines as Apptainer passes them,
+//! and `fuse-overlayfs` (see [`crate::overlay_cmd::personality`]).
 //!
 //! Accepted: `[-f] [-d] [-s] [-o OPT[,OPT...]]... SOURCE TARGET`, `-h/--help`, `-V/--version`.
 //! SOURCE may be `/proc/self/fd/N`; TARGET may be `/dev/fd/N` (an already-mounted FUSE fd).
@@ -10,12 +11,16 @@ use std::process::ExitCode;
 
 use squashbox_fuse::options::ServeOptions;
 
-const NOT_YET: &[&str] = &["fuse2fs", "fuse-overlayfs"];
+const NOT_YET: &[&str] = &[];
 
 /// If `argv0` names a drop-in personality, run it and return its exit code.
 pub fn dispatch(argv0: &str, args: &[OsString]) -> Option<ExitCode> {
     match argv0 {
         "squashfuse_ll" | "squashfuse" => Some(run_squashfuse(argv0, &args[1.min(args.len())..])),
+        "fuse-overlayfs" => Some(crate::overlay_cmd::personality::run_fuse_overlayfs(
+            &args[1.min(args.len())..],
+        )),
+        "fuse2fs" => Some(crate::fuse2fs::run_fuse2fs(&args[1.min(args.len())..])),
         name if NOT_YET.contains(&name) => {
             eprintln!("{name}: not implemented yet in squashbox");
             Some(ExitCode::FAILURE)

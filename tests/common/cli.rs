@@ -67,19 +67,15 @@ pub fn is_root() -> bool {
     squashbox_fixtures::sys::is_root()
 }
 
-/// Print why a test is skipped.
-pub fn skip(reason: &str) {
-    eprintln!("skipped: {reason}");
+/// Whether mksquashfs and unsquashfs are both installed; a missing one is counted through
+/// [`squashbox_fixtures::prereq`] (a failure under `CI=true`) and the caller returns.
+pub fn squashfs_tools_ready() -> bool {
+    squashbox_fixtures::prereq::require_tools(&["mksquashfs", "unsquashfs"])
 }
 
-/// Whether mksquashfs and unsquashfs are both installed (prints the skip note if not).
-pub fn have_squashfs_tools() -> bool {
-    let ok =
-        squashbox_fixtures::have_tool("mksquashfs") && squashbox_fixtures::have_tool("unsquashfs");
-    if !ok {
-        skip("mksquashfs/unsquashfs not installed (apt-get install squashfs-tools)");
-    }
-    ok
+/// Apptainer's busybox SIF from the in-repo upstream fixtures (panics if missing).
+pub fn busybox_sif() -> PathBuf {
+    squashbox_fixtures::upstream("apptainer-e2e/busybox_amd64.sif")
 }
 
 /// A scratch directory that lives as long as the test binary.
@@ -194,7 +190,14 @@ pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     // SAFETY: `c` is NUL-terminated; the buffer pointer and length describe `names`.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     let mut out = BTreeMap::new();
-    if n <= 0 {
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOTSUP),
+            "llistxattr {}: {e}",
+            path.display()
+        );
         return out;
     }
     for name in names[..n as usize]
@@ -406,10 +409,10 @@ pub struct LoopMount {
 }
 
 impl LoopMount {
-    /// Mount `image` at byte `offset`; `None` (with a skip note) if not root or mount fails.
+    /// Mount `image` at byte `offset`. `None` when not root (a counted prerequisite skip, a
+    /// failure under `CI=true`); a failed mount as root fails the test.
     pub fn new(image: &Path, offset: u64) -> Option<LoopMount> {
-        if !is_root() {
-            skip("kernel loop mount needs root");
+        if !squashbox_fixtures::prereq::require_root("a kernel loop mount as the oracle") {
             return None;
         }
         let dir = fresh("mnt");
@@ -420,20 +423,26 @@ impl LoopMount {
             .arg(&dir)
             .output()
             .expect("running mount");
-        if !out.status.success() {
-            skip(&format!(
-                "mount failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-            return None;
-        }
+        assert!(
+            out.status.success(),
+            "kernel loop mount of {} at offset {offset} failed: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         Some(LoopMount { dir })
     }
 }
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("umount {} failed; detaching it", self.dir.display());
+            let _detached = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
     }
 }
 

@@ -28,25 +28,28 @@ pub fn have(tool: &str) -> bool {
     squashbox_fixtures::have_tool(tool)
 }
 
-/// Print the skip line and return true when the test must be skipped: needs root, /dev/fuse,
-/// mksquashfs and the given extra tools.
-pub fn skip_unless(tools: &[&str]) -> bool {
-    if !is_root() {
-        println!("skipped: needs root (CI runs as root)");
-        return true;
+/// Whether a FUSE test can run: root (mounting, kernel loop mounts as oracles), /dev/fuse,
+/// mksquashfs and the given extra tools. A missing one is counted through
+/// [`squashbox_fixtures::prereq`] (a failure under `CI=true`); the caller returns on `false`.
+pub fn ready(tools: &[&str]) -> bool {
+    use squashbox_fixtures::prereq;
+    if !prereq::require_root("FUSE mounts and kernel loop mounts") {
+        return false;
     }
-    if !Path::new("/dev/fuse").exists() {
-        println!("skipped: no /dev/fuse");
-        return true;
+    if !prereq::require_path(Path::new("/dev/fuse")) {
+        return false;
     }
-    for t in ["mksquashfs"].iter().chain(tools) {
-        if !have(t) {
-            println!("skipped: {t} not installed");
-            return true;
-        }
-    }
-    false
+    let all: Vec<&str> = ["mksquashfs"].iter().chain(tools).copied().collect();
+    prereq::require_tools(&all)
 }
+
+/// Apptainer's busybox SIF from the in-repo upstream fixtures (panics if missing).
+pub fn busybox_sif() -> PathBuf {
+    squashbox_fixtures::upstream("apptainer-e2e/busybox_amd64.sif")
+}
+
+/// Byte offset of the SquashFS partition inside [`busybox_sif`].
+pub const BUSYBOX_OFFSET: u64 = 45056;
 
 /// Whether `path` is a mount point (per /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
@@ -203,18 +206,17 @@ pub fn mksquashfs(src: &Path, image: &Path, args: &[&str]) {
     squashbox_fixtures::mksquashfs(src, image, args).expect("mksquashfs");
 }
 
-/// All xattrs of `path` (not following symlinks), name -> value.
-pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// All xattrs of `path` (not following symlinks), name -> value; the errno if listing them
+/// fails (the kernel answers EOPNOTSUPP for an image without an xattr table), so two mounts
+/// can be compared on that too.
+pub fn xattrs(path: &Path) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, i32> {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut names = vec![0u8; 65536];
     // SAFETY: buffer pointer/length describe a live buffer.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    assert!(
-        n >= 0,
-        "llistxattr {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    if n < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+    }
     let mut out = BTreeMap::new();
     for name in names[..n as usize]
         .split(|&b| b == 0)
@@ -234,7 +236,7 @@ pub fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         val.truncate(m as usize);
         out.insert(name.to_vec(), val);
     }
-    out
+    Ok(out)
 }
 
 /// Hash of a file's contents (FNV-1a 64), reading in odd-sized chunks.
@@ -281,15 +283,42 @@ pub struct Compare {
     pub inodes: bool,
 }
 
+/// What [`compare_trees`] saw in the oracle's tree, so a caller can prove the comparison
+/// was not vacuous (the tree really had owners, xattrs, hard links...).
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Entries compared.
+    pub entries: usize,
+    /// Entries with at least one xattr.
+    pub with_xattrs: usize,
+    /// Entries whose uid or gid is not 0.
+    pub not_root_owned: usize,
+    /// Non-directories with more than one link.
+    pub hard_linked: usize,
+}
+
 /// Walk `ours` and `theirs` in parallel; return every difference (empty = identical).
 /// Compares every stat field but st_dev, contents, readdir names and types (in order),
-/// readlink and xattrs. Returns the number of entries checked too.
-pub fn compare_trees(ours: &Path, theirs: &Path, what: &Compare) -> (Vec<String>, usize) {
+/// readlink and xattrs, and that names sharing an inode in one tree share one in the other.
+pub fn compare_trees(ours: &Path, theirs: &Path, what: &Compare) -> (Vec<String>, Walked) {
     let mut diffs = Vec::new();
-    let mut count = 0;
-    compare_at(ours, theirs, Path::new(""), what, &mut diffs, &mut count);
-    (diffs, count)
+    let mut walked = Walked::default();
+    // Hard-link groups: kernel inode -> our inode, and ours -> the kernel's.
+    let mut links = (BTreeMap::new(), BTreeMap::new());
+    compare_at(
+        ours,
+        theirs,
+        Path::new(""),
+        what,
+        &mut diffs,
+        &mut walked,
+        &mut links,
+    );
+    (diffs, walked)
 }
+
+/// Inode maps for hard-link checks: theirs -> ours and ours -> theirs.
+type LinkMaps = (BTreeMap<u64, u64>, BTreeMap<u64, u64>);
 
 fn compare_at(
     ours: &Path,
@@ -297,10 +326,11 @@ fn compare_at(
     rel: &Path,
     what: &Compare,
     diffs: &mut Vec<String>,
-    count: &mut usize,
+    walked: &mut Walked,
+    links: &mut LinkMaps,
 ) {
     let (a, b) = (ours.join(rel), theirs.join(rel));
-    *count += 1;
+    walked.entries += 1;
     let (ma, mb) = match (fs::symlink_metadata(&a), fs::symlink_metadata(&b)) {
         (Ok(x), Ok(y)) => (x, y),
         (x, y) => {
@@ -313,6 +343,9 @@ fn compare_at(
             return;
         }
     };
+    if mb.uid() != 0 || mb.gid() != 0 {
+        walked.not_root_owned += 1;
+    }
     let fields = |m: &fs::Metadata| {
         vec![
             ("mode", u64::from(m.mode())),
@@ -337,43 +370,70 @@ fn compare_at(
             diffs.push(format!("{}: st_{name} ours {x} kernel {y}", rel.display()));
         }
     }
+    let ft = mb.file_type();
+    if !ft.is_dir() && mb.nlink() > 1 {
+        walked.hard_linked += 1;
+        let (theirs_to_ours, ours_to_theirs) = links;
+        let want_ours = *theirs_to_ours.entry(mb.ino()).or_insert(ma.ino());
+        let want_theirs = *ours_to_theirs.entry(ma.ino()).or_insert(mb.ino());
+        if want_ours != ma.ino() || want_theirs != mb.ino() {
+            diffs.push(format!(
+                "{}: hard links differ: kernel inode {} is ours {want_ours}, ours {} is \
+                 kernel {want_theirs}",
+                rel.display(),
+                mb.ino(),
+                ma.ino()
+            ));
+        }
+    }
     let (xa, xb) = (xattrs(&a), xattrs(&b));
+    if xb.as_ref().is_ok_and(|x| !x.is_empty()) {
+        walked.with_xattrs += 1;
+    }
     if xa != xb {
         diffs.push(format!(
             "{}: xattrs ours {xa:?} kernel {xb:?}",
             rel.display()
         ));
     }
-    let ft = mb.file_type();
     if ft.is_symlink() {
-        let (la, lb) = (fs::read_link(&a).ok(), fs::read_link(&b).ok());
-        if la != lb {
-            diffs.push(format!(
+        let (la, lb) = (fs::read_link(&a), fs::read_link(&b));
+        match (&la, &lb) {
+            (Ok(x), Ok(y)) if x == y => {}
+            _ => diffs.push(format!(
                 "{}: readlink ours {la:?} kernel {lb:?}",
                 rel.display()
-            ));
+            )),
         }
     } else if ft.is_file() {
-        let (ha, hb) = (file_hash(&a).ok(), file_hash(&b).ok());
-        if ha != hb || ha.is_none() {
-            diffs.push(format!(
+        match (file_hash(&a), file_hash(&b)) {
+            (Ok(x), Ok(y)) if x == y => {}
+            (ha, hb) => diffs.push(format!(
                 "{}: contents differ ({ha:?} vs {hb:?})",
                 rel.display()
-            ));
+            )),
         }
     } else if ft.is_dir() {
-        let list = |p: &Path| -> Vec<(std::ffi::OsString, &'static str)> {
-            fs::read_dir(p)
-                .map(|rd| {
-                    rd.map(|e| {
-                        let e = e.unwrap();
-                        (e.file_name(), kind(e.file_type().unwrap()))
-                    })
-                    .collect()
+        let list = |p: &Path| -> std::io::Result<Vec<(std::ffi::OsString, &'static str)>> {
+            fs::read_dir(p)?
+                .map(|e| {
+                    let e = e?;
+                    Ok((e.file_name(), kind(e.file_type()?)))
                 })
-                .unwrap_or_default()
+                .collect()
         };
-        let (da, db) = (list(&a), list(&b));
+        let (da, db) = match (list(&a), list(&b)) {
+            (Ok(x), Ok(y)) => (x, y),
+            (x, y) => {
+                diffs.push(format!(
+                    "{}: readdir ours {:?} kernel {:?}",
+                    rel.display(),
+                    x.err(),
+                    y.err()
+                ));
+                return;
+            }
+        };
         if da != db {
             diffs.push(format!(
                 "{}: readdir differs: {} vs {} entries",
@@ -383,7 +443,7 @@ fn compare_at(
             ));
         }
         for (name, _) in db {
-            compare_at(ours, theirs, &rel.join(name), what, diffs, count);
+            compare_at(ours, theirs, &rel.join(name), what, diffs, walked, links);
         }
     }
 }
@@ -392,4 +452,94 @@ fn compare_at(
 pub fn statfs(path: &Path) -> (u64, u64, u64, u64) {
     let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
     (s.blocks(), s.files(), s.block_size(), s.name_max())
+}
+
+/// Start `squashbox mount -f ARGS... IMAGE DIR` as a child with its stderr on a pipe (read it
+/// with [`stop_server`]); returns once the mount answers. Panics, with the server's stderr,
+/// if it exits or does not mount within 20 s.
+pub fn serve_foreground(image: &Path, dir: &Path, args: &[&str]) -> MountGuard {
+    fs::create_dir_all(dir).unwrap();
+    let child = Command::new(bin())
+        .args(["mount", "-f"])
+        .args(args)
+        .arg(image)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn squashbox mount -f");
+    let mut guard = MountGuard::new(dir);
+    guard.child = Some(child);
+    let child = guard.child.as_mut().unwrap();
+    let up = wait_for(Duration::from_secs(20), || {
+        is_mounted(dir) || child.try_wait().unwrap().is_some()
+    });
+    if !is_mounted(dir) {
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!(
+            "squashbox mount -f {args:?} {} did not mount (up={up}): {err}",
+            image.display()
+        );
+    }
+    guard
+}
+
+/// Unmount a [`serve_foreground`] server with `squashbox unmount`, require it to exit 0 within
+/// 15 s, and return everything it wrote to stderr.
+pub fn stop_server(guard: &mut MountGuard) -> String {
+    let (ok, out) = run_timeout(
+        Command::new(bin()).arg("unmount").arg(&guard.path),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "squashbox unmount {}: {out}", guard.path.display());
+    let child = guard.child.as_mut().expect("a foreground server");
+    assert!(
+        wait_for(Duration::from_secs(15), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "server still running 15 s after unmount"
+    );
+    let status = child.try_wait().unwrap().unwrap();
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut err).unwrap();
+    }
+    assert!(status.success(), "server exited with {status}: {err}");
+    err
+}
+
+/// The counters of the server's `-o print_stats` exit line
+/// (`squashbox: requests served: total=N lookup=N ...`), by name; `None` if the line is absent.
+pub fn requests_served(stderr: &str) -> Option<BTreeMap<String, u64>> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("squashbox: requests served:"))?;
+    let counts = line
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad counter {kv:?} in {line:?}"));
+            let n = v
+                .parse()
+                .unwrap_or_else(|e| panic!("bad count {kv:?} in {line:?}: {e}"));
+            (k.to_string(), n)
+        })
+        .collect();
+    Some(counts)
+}
+
+/// VmRSS (KiB) of process `pid`.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The fixtures directory shared by the team.
+/// The in-repo upstream fixtures (`fixtures/upstream/`); missing ones fail the test.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    let p = squashbox_fixtures::upstream_dir();
+    assert!(p.is_dir(), "in-repo fixtures missing: {}", p.display());
+    p
 }
 
 /// A corpus image from `apptainer-sif/images`.
@@ -73,13 +75,4 @@ pub fn writable_copy(src: &Path, dir: &Path) -> PathBuf {
     perm.set_readonly(false);
     std::fs::set_permissions(&dst, perm).unwrap();
     dst
-}
-
-/// True if `tool` can be run (found on PATH).
-pub fn have_tool(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
 }

@@ -175,7 +175,12 @@ pub fn serve(
         a
     });
     let stats = opts.print_stats.then(|| Arc::new(RequestStats::default()));
-    let adapter = FuseAdapter::new(fs, activity.clone(), stats.clone(), opts.max_background);
+    let adapter = FuseAdapter::new(
+        Arc::clone(&fs),
+        activity.clone(),
+        stats.clone(),
+        opts.max_background,
+    );
 
     let acl = if opts.allow_other {
         SessionACL::All
@@ -227,9 +232,20 @@ pub fn serve(
     report(Ok(()));
 
     let stopping = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(signals, mountpoint.clone(), Arc::clone(&stopping));
+    spawn_signal_thread(
+        signals,
+        mountpoint.clone(),
+        Arc::clone(&stopping),
+        Arc::clone(&fs),
+    );
     if let (Some(timeout), Some(activity)) = (opts.idle_timeout, activity) {
-        spawn_idle_thread(timeout, activity, mountpoint.clone(), Arc::clone(&stopping));
+        spawn_idle_thread(
+            timeout,
+            activity,
+            mountpoint.clone(),
+            Arc::clone(&stopping),
+            fs,
+        );
     }
     let result = session.run().map_err(|e| format!("FUSE session: {e}"));
     stopping.store(true, Ordering::SeqCst);
@@ -240,15 +256,27 @@ pub fn serve(
 }
 
 /// Stop serving: unmount the path, or for an fd target (whose mount belongs to the caller)
-/// simply exit, which closes the fd and ends the connection.
-fn stop(mountpoint: Option<&Path>, lazy_if_busy: bool) -> Result<(), String> {
+/// write back what the filesystem holds and exit, which closes the fd and ends the
+/// connection.
+fn stop(mountpoint: Option<&Path>, lazy_if_busy: bool, fs: &dyn Filesystem) -> Result<(), String> {
     match mountpoint {
         Some(p) => unmount(p, lazy_if_busy),
-        None => std::process::exit(0),
+        None => {
+            fs.destroy();
+            std::process::exit(0)
+        }
     }
 }
 
-fn spawn_signal_thread(signals: SigSet, mountpoint: Option<PathBuf>, stopping: Arc<AtomicBool>) {
+/// On SIGTERM, SIGINT or SIGHUP: unmount, write back at once (Apptainer sends SIGKILL one
+/// second after SIGTERM, and a lazily detached mount may keep the session alive), then give
+/// the request loops a moment to end before exiting.
+fn spawn_signal_thread(
+    signals: SigSet,
+    mountpoint: Option<PathBuf>,
+    stopping: Arc<AtomicBool>,
+    fs: Arc<dyn Filesystem>,
+) {
     let spawned = std::thread::Builder::new()
         .name("squashbox-signals".into())
         .spawn(move || {
@@ -256,8 +284,9 @@ fn spawn_signal_thread(signals: SigSet, mountpoint: Option<PathBuf>, stopping: A
                 let Ok(sig) = signals.wait() else { continue };
                 log::info!("received {sig}, unmounting");
                 stopping.store(true, Ordering::SeqCst);
-                match stop(mountpoint.as_deref(), true) {
+                match stop(mountpoint.as_deref(), true, fs.as_ref()) {
                     Ok(()) => {
+                        fs.destroy();
                         // The loops see ENODEV and `serve` returns; don't wait forever.
                         std::thread::sleep(Duration::from_secs(5));
                         std::process::exit(0);
@@ -279,6 +308,7 @@ fn spawn_idle_thread(
     activity: Arc<Activity>,
     mountpoint: Option<PathBuf>,
     stopping: Arc<AtomicBool>,
+    fs: Arc<dyn Filesystem>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("squashbox-idle".into())
@@ -298,7 +328,7 @@ fn spawn_idle_thread(
                 }
                 if idle_since.elapsed() >= timeout {
                     log::info!("idle for {timeout:?}, unmounting");
-                    match stop(mountpoint.as_deref(), false) {
+                    match stop(mountpoint.as_deref(), false, fs.as_ref()) {
                         Ok(()) => return,
                         // Busy (a cwd or mapping inside): try again after another idle period.
                         Err(e) => {

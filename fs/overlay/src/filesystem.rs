@@ -242,6 +242,11 @@ impl Filesystem for Overlay {
         mode: u32,
         rdev: u32,
     ) -> Result<Entry> {
+        if mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0 {
+            // A 0/0 character device is a whiteout here: it could never be seen (the
+            // kernel's overlay answers EPERM too).
+            return Err(Errno::EPERM);
+        }
         let mut make = |fs: &dyn Filesystem, dir: NodeId, n: &OsStr| {
             fs.mknod(req, dir, n, mode, rdev).map(|e| (e, None))
         };

@@ -91,9 +91,14 @@ impl Layer {
         self.fs.forget(node, 1);
     }
 
-    /// Whether `name` exists in `dir` (no lookup is kept).
+    /// Whether `name` exists in `dir` (no lookup is kept). A name too long for the layer
+    /// (the `.wh.` form of a 252..255-byte name) does not.
     pub fn exists(&self, req: &Request, dir: NodeId, name: &OsStr) -> Result<bool> {
-        Ok(match self.lookup(req, dir, name)? {
+        let found = match self.lookup(req, dir, name) {
+            Err(Errno::ENAMETOOLONG) => return Ok(false),
+            r => r?,
+        };
+        Ok(match found {
             Some(e) => {
                 self.forget(e.node);
                 true

@@ -26,6 +26,9 @@
 //! (`trusted.overlay.opaque` as root, `user.overlay.opaque` otherwise); renaming a merged or
 //! lower directory is EXDEV. Without one it is read-only.
 //!
+//! [`idmap::IdMapped`] shows any filesystem (the overlay) with owners mapped or squashed and
+//! directories' link counts fixed, as fuse-overlayfs's options of those names do.
+//!
 //! Limits, as they stand: changes are serialised by one lock (lookups, reads and writes of
 //! data are not); copy-up streams data through the layers' read and write (no
 //! `copy_file_range` across two filesystems); a lower file removed while open can no longer
@@ -39,6 +42,7 @@
 mod dir;
 mod filesystem;
 mod handles;
+pub mod idmap;
 pub mod ids;
 pub mod layer;
 mod lookup;

@@ -6,8 +6,11 @@ use squashbox_sif::{
 use std::fs::File;
 use std::path::PathBuf;
 
+/// The in-repo upstream fixtures (`fixtures/upstream/`); missing ones fail the test.
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/upstream");
+    assert!(p.is_dir(), "in-repo fixtures missing: {}", p.display());
+    p
 }
 
 fn e2e(name: &str) -> PathBuf {

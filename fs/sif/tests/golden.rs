@@ -4,8 +4,16 @@ use squashbox_sif::{Sif, siftool};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// The in-repo upstream fixtures (`fixtures/upstream/`); missing ones fail the test.
+fn fixtures() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/upstream");
+    assert!(p.is_dir(), "in-repo fixtures missing: {}", p.display());
+    p
+}
+
+/// `fixtures/upstream/apptainer-sif`.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apptainer-sif")
+    fixtures().join("apptainer-sif")
 }
 
 /// `TwoGroupsSignedPGP` -> `two-groups-signed-pgp`.

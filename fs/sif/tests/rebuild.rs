@@ -7,8 +7,16 @@ use squashbox_sif::{
 };
 use std::path::PathBuf;
 
+/// The in-repo upstream fixtures (`fixtures/upstream/`); missing ones fail the test.
+fn upstream() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/upstream");
+    assert!(p.is_dir(), "in-repo fixtures missing: {}", p.display());
+    p
+}
+
+/// `fixtures/upstream/apptainer-sif`.
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apptainer-sif")
+    upstream().join("apptainer-sif")
 }
 
 fn input(name: &str) -> ObjectData {

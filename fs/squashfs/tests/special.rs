@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +16,7 @@ use squashbox_squashfs::{Image, InodeKind, OpenOptions};
 
 #[test]
 fn big_directory_lookup_every_name() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();
@@ -89,7 +90,7 @@ fn big_directory_lookup_every_name() {
 
 #[test]
 fn image_at_an_offset() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();
@@ -123,59 +124,56 @@ fn image_at_an_offset() {
 
 #[test]
 fn busybox_sif_reads_fully() {
-    let sif = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/apptainer-e2e/busybox_amd64.sif");
-    if !sif.exists() {
-        eprintln!("skipped: {} missing", sif.display());
-        return;
-    }
+    let sif = squashbox_fixtures::upstream("apptainer-e2e/busybox_amd64.sif");
     let opts = OpenOptions {
         offset: 45056,
         ..OpenOptions::default()
     };
     let image = Image::open(&sif, &opts).unwrap();
-    if have("unsquashfs") && is_root() {
-        let d = tempdir();
-        let out = path_in(&d, "x");
-        let st = Command::new("unsquashfs")
-            .args(["-no-progress", "-quiet", "-o", "45056", "-d"])
-            .arg(&out)
-            .arg(&sif)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        let n = compare_tree(&image, &out, false);
-        assert!(n > 300, "busybox has hundreds of entries, saw {n}");
-    } else {
-        eprintln!("skipped comparison with unsquashfs (needs root and unsquashfs); walking only");
-        let root = image.root().unwrap();
-        let mut stack = vec![root];
-        let mut n = 0;
-        while let Some(dir) = stack.pop() {
-            for e in image.list_dir(&dir).unwrap() {
-                let ino = image.inode(e.inode_ref).unwrap();
-                n += 1;
-                match ino.kind {
-                    InodeKind::Directory => stack.push(ino),
-                    InodeKind::File => {
-                        assert_eq!(read_all(&image, &ino, 1 << 20).len() as u64, ino.size)
-                    }
-                    InodeKind::Symlink => assert!(!image.readlink(&ino).unwrap().is_empty()),
-                    _ => {}
+    // Everything reads back to its recorded size.
+    let mut stack = vec![image.root().unwrap()];
+    let mut n = 0;
+    while let Some(dir) = stack.pop() {
+        for e in image.list_dir(&dir).unwrap() {
+            let ino = image.inode(e.inode_ref).unwrap();
+            n += 1;
+            match ino.kind {
+                InodeKind::Directory => stack.push(ino),
+                InodeKind::File => {
+                    assert_eq!(read_all(&image, &ino, 1 << 20).len() as u64, ino.size)
                 }
+                InodeKind::Symlink => assert!(!image.readlink(&ino).unwrap().is_empty()),
+                _ => {}
             }
         }
-        assert!(n > 300);
     }
+    assert!(n > 300, "busybox has hundreds of entries, saw {n}");
+    // unsquashfs is the oracle for everything else (owners need root to restore).
+    if !squashbox_fixtures::prereq::require_tools(&["unsquashfs"])
+        || !squashbox_fixtures::prereq::require_root("unsquashfs restoring owners")
+    {
+        return;
+    }
+    let d = tempdir();
+    let out = path_in(&d, "x");
+    let st = Command::new("unsquashfs")
+        .args(["-no-progress", "-quiet", "-o", "45056", "-d"])
+        .arg(&out)
+        .arg(&sif)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let n = compare_tree(&image, &out, false);
+    assert!(n > 300, "busybox has hundreds of entries, saw {n}");
 }
 
 #[test]
 fn concurrent_readers_share_blocks() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();
@@ -214,7 +212,7 @@ fn concurrent_readers_share_blocks() {
 
 #[test]
 fn open_is_lazy() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();
@@ -236,50 +234,53 @@ fn open_is_lazy() {
     assert_eq!(image.cache_stats().misses, 0);
 }
 
-/// The kernel's loop mount is the oracle for stat fields (size, nlink, blocks, rdev, ino).
+/// The kernel's loop mount is the oracle for stat fields (size, nlink, blocks, rdev, ino,
+/// mode, mtime, uid, gid) and xattrs.
 #[test]
 fn stat_fields_match_the_kernel() {
-    if skip_without_mksquashfs() {
-        return;
-    }
-    if !is_root() {
-        eprintln!("skipped: loop mount needs root");
+    if !mksquashfs_ready(&["mount", "umount"])
+        || !squashbox_fixtures::prereq::require_root("kernel loop mount as the oracle")
+    {
         return;
     }
     let d = tempdir();
     let src = path_in(&d, "src");
     let xa = build_tree(&src, 131072, 3);
-    let _ = xa;
     let img = path_in(&d, "img");
     mksquashfs(&src, &img, &["-comp", "gzip"]);
     let mnt = path_in(&d, "mnt");
     fs::create_dir_all(&mnt).unwrap();
-    let st = Command::new("mount")
+    let out = Command::new("mount")
         .args(["-t", "squashfs", "-o", "loop,ro"])
         .arg(&img)
         .arg(&mnt)
-        .status();
-    if !st.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: loop mount failed");
-        return;
-    }
+        .output()
+        .expect("running mount");
+    assert!(
+        out.status.success(),
+        "kernel loop mount of {} failed: {}",
+        img.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let image = open(&img);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut stack = vec![(image.root().unwrap(), mnt.clone())];
-        let mut n = 0;
+        let (mut n, mut with_xattrs, mut owned) = (0, 0, 0);
+        let mut check = |ino: &squashbox_squashfs::Inode, p: &Path| {
+            check_stat(&image, ino, &fs::symlink_metadata(p).unwrap(), p);
+            with_xattrs += usize::from(ino.xattr_index.is_some());
+            owned += usize::from(ino.uid != 0 || ino.gid != 0);
+        };
         while let Some((dir, path)) = stack.pop() {
-            let md = fs::symlink_metadata(&path).unwrap();
-            check_stat(&dir, &md, &path);
+            check(&dir, &path);
             for e in image.list_dir(&dir).unwrap() {
-                let p = path.join(std::ffi::OsStr::new(
-                    &String::from_utf8(e.name.clone()).unwrap(),
-                ));
+                let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
                 let ino = image.inode(e.inode_ref).unwrap();
                 n += 1;
                 if ino.is_dir() {
                     stack.push((ino, p));
                 } else {
-                    check_stat(&ino, &fs::symlink_metadata(&p).unwrap(), &p);
+                    check(&ino, &p);
                 }
             }
         }
@@ -287,14 +288,26 @@ fn stat_fields_match_the_kernel() {
         let kernel_root = fs::symlink_metadata(&mnt).unwrap();
         assert_eq!(u64::from(root.inode_number), kernel_root.ino());
         assert!(n > 40);
+        // The comparison saw xattrs and owners for real.
+        if xa {
+            assert!(with_xattrs >= 4, "only {with_xattrs} entries with xattrs");
+        }
+        assert!(owned >= 1, "no entry with a non-root owner");
         let sfs = nix_statfs(&mnt);
         let ours = image.statfs();
         assert_eq!((ours.blocks, ours.files, ours.block_size as u64), sfs);
     }));
-    let _ = Command::new("umount").arg(&mnt).status();
+    let umount = Command::new("umount").arg(&mnt).output();
     if let Err(e) = res {
         std::panic::resume_unwind(e);
     }
+    let umount = umount.expect("running umount");
+    assert!(
+        umount.status.success(),
+        "umount {}: {}",
+        mnt.display(),
+        String::from_utf8_lossy(&umount.stderr)
+    );
 }
 
 fn nix_statfs(p: &Path) -> (u64, u64, u64) {
@@ -307,7 +320,7 @@ fn nix_statfs(p: &Path) -> (u64, u64, u64) {
     }
 }
 
-fn check_stat(ino: &squashbox_squashfs::Inode, md: &fs::Metadata, p: &Path) {
+fn check_stat(image: &Image, ino: &squashbox_squashfs::Inode, md: &fs::Metadata, p: &Path) {
     let what = p.display();
     assert_eq!(ino.size, md.size(), "size of {what}");
     assert_eq!(u64::from(ino.nlink), md.nlink(), "nlink of {what}");
@@ -316,11 +329,21 @@ fn check_stat(ino: &squashbox_squashfs::Inode, md: &fs::Metadata, p: &Path) {
     assert_eq!(u64::from(ino.inode_number), md.ino(), "ino of {what}");
     assert_eq!(ino.mode(), md.mode(), "mode of {what}");
     assert_eq!(i64::from(ino.mtime), md.mtime(), "mtime of {what}");
+    assert_eq!(ino.uid, md.uid(), "uid of {what}");
+    assert_eq!(ino.gid, md.gid(), "gid of {what}");
+    let mut ours: Vec<(Vec<u8>, Vec<u8>)> = image
+        .xattrs(ino)
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.name, x.value))
+        .collect();
+    ours.sort();
+    assert_eq!(ours, xattrs_of(p, false), "xattrs of {what}");
 }
 
 #[test]
 fn huge_sparse_file_and_seeks() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();
@@ -384,7 +407,7 @@ fn huge_sparse_file_and_seeks() {
 
 #[test]
 fn export_table_and_parents() {
-    if skip_without_mksquashfs() {
+    if !mksquashfs_ready(&[]) {
         return;
     }
     let d = tempdir();

@@ -29,7 +29,8 @@ pub trait Filesystem: Send + Sync {
         MountPolicy::writable()
     }
 
-    /// The mount is going away: write back what is pending.
+    /// The mount is going away: write back what is pending. May be called more than once
+    /// (on a signal, then again when the session ends), so it must be idempotent.
     fn destroy(&self) {}
 
     /// Find `name` in directory `parent`. `Ok(None)`: it does not exist (the server may let

@@ -16,54 +16,50 @@ use squashbox_squashfs::{Image, Inode, InodeKind, OpenOptions};
 
 /// Whether a tool is on PATH.
 pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
+    squashbox_fixtures::have_tool(tool)
 }
 
-/// True (after printing a skip line) when mksquashfs is missing.
-pub fn skip_without_mksquashfs() -> bool {
-    if have("mksquashfs") {
-        return false;
-    }
-    eprintln!("skipped: mksquashfs not installed");
-    true
+/// Whether mksquashfs (and `more` tools) are installed; a missing one is counted through
+/// [`squashbox_fixtures::prereq`] (a failure under `CI=true`) and the caller returns.
+pub fn mksquashfs_ready(more: &[&str]) -> bool {
+    let all: Vec<&str> = ["mksquashfs"].iter().chain(more).copied().collect();
+    squashbox_fixtures::prereq::require_tools(&all)
 }
 
+/// Whether we run as root.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    squashbox_fixtures::sys::is_root()
 }
 
 fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
-/// Set a user xattr; returns false if the filesystem refuses.
-pub fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
-    let path = cpath(p);
-    let n = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings and a valid buffer of the given length.
-    unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        ) == 0
-    }
+/// Set a user xattr; panics if the filesystem refuses it.
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    squashbox_fixtures::sys::lsetxattr(p, name, value)
+        .unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", p.display()));
 }
 
-/// Read all xattrs of a source path (user.* only are compared).
+/// Read the user.* xattrs of a source path (the only ones compared with source trees).
 pub fn get_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    xattrs_of(p, true)
+}
+
+/// Read every xattr of `p` (not following symlinks), sorted; `user_only` keeps user.* only.
+pub fn xattrs_of(p: &Path, user_only: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
     let path = cpath(p);
     let mut names = vec![0u8; 65536];
     // SAFETY: valid path and buffer.
     let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOTSUP),
+            "llistxattr {}: {e}",
+            p.display()
+        );
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -71,7 +67,7 @@ pub fn get_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())
     {
-        if !name.starts_with(b"user.") {
+        if user_only && !name.starts_with(b"user.") {
             continue;
         }
         let cn = CString::new(name).unwrap();
@@ -85,12 +81,23 @@ pub fn get_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
                 val.len(),
             )
         };
-        assert!(m >= 0);
+        assert!(
+            m >= 0,
+            "lgetxattr {} on {}: {}",
+            String::from_utf8_lossy(name),
+            p.display(),
+            std::io::Error::last_os_error()
+        );
         val.truncate(m as usize);
         out.push((name.to_vec(), val));
     }
     out.sort();
     out
+}
+
+/// Panic with `what` and the OS error unless `rc` is 0.
+fn check_rc(rc: libc::c_int, what: &str) {
+    assert_eq!(rc, 0, "{what}: {}", std::io::Error::last_os_error());
 }
 
 fn write_random(p: &Path, len: usize, rng: &mut StdRng, compressible: bool) {
@@ -107,7 +114,8 @@ fn write_random(p: &Path, len: usize, rng: &mut StdRng, compressible: bool) {
 }
 
 /// Build a varied tree under `root`, sized around `block` (the image block size).
-/// Returns whether xattrs could be set.
+/// Returns whether it has xattrs (false only where the filesystem cannot hold them, a counted
+/// prerequisite skip).
 pub fn build_tree(root: &Path, block: usize, seed: u64) -> bool {
     let mut rng = StdRng::seed_from_u64(seed);
     fs::create_dir_all(root.join("dir/sub/deeper/deepest")).unwrap();
@@ -159,24 +167,38 @@ pub fn build_tree(root: &Path, block: usize, seed: u64) -> bool {
     // A fifo.
     let fifo = cpath(&root.join("dir/fifo"));
     // SAFETY: valid path.
-    unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) };
+    check_rc(
+        unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) },
+        "mkfifo dir/fifo",
+    );
     if is_root() {
         let c = cpath(&root.join("dir/chardev"));
         let b = cpath(&root.join("dir/blockdev"));
         // SAFETY: valid paths; we are root.
         unsafe {
-            libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3));
-            libc::mknod(b.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(259, 70000));
+            check_rc(
+                libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)),
+                "mknod dir/chardev",
+            );
+            check_rc(
+                libc::mknod(b.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(259, 70000)),
+                "mknod dir/blockdev",
+            );
         }
-        let _ = std::os::unix::fs::lchown(root.join("dir/c1"), Some(1234), Some(5678));
+        std::os::unix::fs::lchown(root.join("dir/c1"), Some(1234), Some(5678))
+            .expect("lchown dir/c1");
     }
     // Xattrs: small, large (out-of-line values are used for repeated values), on dirs too.
-    let mut ok = set_xattr(&root.join("f3_100"), "user.small", b"value");
-    ok &= set_xattr(&root.join("f3_100"), "user.other", &[7u8; 3000]);
-    ok &= set_xattr(&root.join("dir"), "user.dirattr", b"on a dir");
-    ok &= set_xattr(&root.join("f1_1"), "user.other", &[7u8; 3000]);
-    ok &= set_xattr(&root.join("f0_0"), "user.empty", b"");
-    ok
+    // A filesystem that cannot hold them is a counted prerequisite skip (fails under CI).
+    if !squashbox_fixtures::prereq::require_user_xattrs(root) {
+        return false;
+    }
+    set_xattr(&root.join("f3_100"), "user.small", b"value");
+    set_xattr(&root.join("f3_100"), "user.other", &[7u8; 3000]);
+    set_xattr(&root.join("dir"), "user.dirattr", b"on a dir");
+    set_xattr(&root.join("f1_1"), "user.other", &[7u8; 3000]);
+    set_xattr(&root.join("f0_0"), "user.empty", b"");
+    true
 }
 
 /// Run mksquashfs SRC IMG -noappend -quiet ARGS...
@@ -220,20 +242,63 @@ pub fn read_all(img: &Image, ino: &Inode, chunk: usize) -> Vec<u8> {
     out
 }
 
+/// Hard links seen by [`compare_tree`]: each source inode's image inode and names seen, and
+/// the reverse map, so that names sharing a source inode share an image inode and no others do.
+#[derive(Default)]
+struct Links {
+    /// Source inode -> (image inode ref, names seen, source nlink).
+    by_source: HashMap<u64, (u64, u64, u64)>,
+    /// Image inode ref -> source inode.
+    by_image: HashMap<u64, u64>,
+}
+
+impl Links {
+    fn saw(&mut self, p: &Path, md: &fs::Metadata, ino: &Inode) {
+        let image_ref = ino.inode_ref.0;
+        let e = self
+            .by_source
+            .entry(md.ino())
+            .or_insert((image_ref, 0, md.nlink()));
+        assert_eq!(
+            e.0,
+            image_ref,
+            "{}: hard link to a different image inode than its other names",
+            p.display()
+        );
+        e.1 += 1;
+        let src = *self.by_image.entry(image_ref).or_insert(md.ino());
+        assert_eq!(
+            src,
+            md.ino(),
+            "{}: shares image inode {image_ref:#x} with an unrelated file",
+            p.display()
+        );
+    }
+
+    /// Every name of every hard-linked file was seen.
+    fn check_complete(&self, src: &Path) {
+        for (ino, &(image_ref, seen, nlink)) in &self.by_source {
+            assert_eq!(
+                seen,
+                nlink,
+                "{}: source inode {ino} (image {image_ref:#x}) has {nlink} links, the image \
+                 showed {seen} names for it",
+                src.display()
+            );
+        }
+    }
+}
+
 /// Compare the whole image with the source tree; returns the number of entries checked.
 pub fn compare_tree(img: &Image, src: &Path, check_xattrs: bool) -> usize {
     let root = img.root().unwrap();
-    let mut links: HashMap<u64, u32> = HashMap::new();
-    compare_dir(img, &root, src, check_xattrs, &mut links)
+    let mut links = Links::default();
+    let n = compare_dir(img, &root, src, check_xattrs, &mut links);
+    links.check_complete(src);
+    n
 }
 
-fn compare_dir(
-    img: &Image,
-    dir: &Inode,
-    src: &Path,
-    xa: bool,
-    links: &mut HashMap<u64, u32>,
-) -> usize {
+fn compare_dir(img: &Image, dir: &Inode, src: &Path, xa: bool, links: &mut Links) -> usize {
     let mut names: Vec<Vec<u8>> = fs::read_dir(src)
         .unwrap()
         .map(|e| e.unwrap().file_name().as_bytes().to_vec())
@@ -315,9 +380,7 @@ fn compare_dir(
                 }
                 let mut b = [0u8; 4];
                 assert_eq!(img.read(&ino, md.len(), &mut b).unwrap(), 0);
-                if md.nlink() > 1 {
-                    *links.entry(ino.inode_ref.0).or_default() += 1;
-                }
+                links.saw(&p, &md, &ino);
             }
             InodeKind::Symlink => {
                 let t = fs::read_link(&p).unwrap();

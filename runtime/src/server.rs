@@ -1,0 +1,247 @@
+//! The container root's FUSE server: one server per run, in a process of its own (forked
+//! before any thread exists), serving an already-mounted `/dev/fuse` fd.
+//!
+//! The root it serves is one in-process stack: the image, read-only `--overlay` layers, a
+//! skeleton layer with the bind destinations the image lacks, and the writable upper if any.
+//! Never FUSE on FUSE. The server's lifetime is the mount's: it ends when the last mount of
+//! the root goes away (the container's mount namespace dies), so a later change can let
+//! several containers share one server by changing who starts it.
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use squashbox_fuse::{MountTarget, ServeOptions, Served};
+use squashbox_hostdir::{HostDir, HostDirOptions};
+use squashbox_overlay::{Overlay, UpperLayer};
+use squashbox_squashfs::{FsOptions, ImageOptions, SquashFs, open_image};
+use squashbox_vfs::{FileType, Filesystem, NodeId, ROOT_ID, Request};
+
+use crate::image::RootFs;
+use crate::mount_plan::Kind;
+use crate::writable::{OverlayKind, Upper};
+
+/// A read-only layer above the image.
+#[derive(Debug, Clone)]
+pub enum Lower {
+    /// A host directory (`--overlay DIR:ro`; its `upper/` when it has one).
+    Dir(PathBuf),
+    /// A SquashFS image file.
+    Squashfs(PathBuf),
+}
+
+/// The writable upper, as the server opens it.
+#[derive(Debug, Clone)]
+pub enum UpperDir {
+    /// A host directory holding `upper/` and `work/` (created if missing).
+    Dir(PathBuf),
+}
+
+/// Everything the server needs to open the root.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// The image file or sandbox directory.
+    pub image: PathBuf,
+    /// Where the root filesystem is in it.
+    pub root: RootFs,
+    /// Read-only layers above the image, top first.
+    pub lowers: Vec<Lower>,
+    /// The skeleton directory (on the session tmpfs).
+    pub skeleton_dir: PathBuf,
+    /// Destinations the container needs; the missing ones go into the skeleton.
+    pub needed: Vec<(PathBuf, Kind)>,
+    /// The writable upper.
+    pub upper: Option<UpperDir>,
+    /// Block cache size in MiB.
+    pub cache_mib: usize,
+}
+
+/// Translate the writable plan's lowers into server lowers; `Err` for kinds the server
+/// cannot serve yet (ext3).
+pub fn lowers_of(l: &[crate::writable::Overlay]) -> Result<Vec<Lower>, String> {
+    l.iter()
+        .map(|o| match o.kind {
+            OverlayKind::Dir => {
+                let up = o.path.join("upper");
+                Ok(Lower::Dir(if up.is_dir() { up } else { o.path.clone() }))
+            }
+            OverlayKind::Squashfs => Ok(Lower::Squashfs(o.path.clone())),
+            OverlayKind::Ext3 => Err(format!(
+                "overlay {}: ext3 overlays are not supported yet; use a directory overlay",
+                o.path.display()
+            )),
+        })
+        .collect()
+}
+
+/// The upper directory for `upper` (the session's for `--writable-tmpfs`).
+pub fn upper_of(upper: &Upper, session: &Path) -> Result<Option<UpperDir>, String> {
+    match upper {
+        Upper::None => Ok(None),
+        Upper::Tmpfs => Ok(Some(UpperDir::Dir(session.join("tmpfs")))),
+        Upper::Overlay(o) if o.kind == OverlayKind::Dir => Ok(Some(UpperDir::Dir(o.path.clone()))),
+        Upper::Overlay(o) => Err(format!(
+            "overlay {}: writable ext3 overlays are not supported yet; use a directory",
+            o.path.display()
+        )),
+        Upper::SifPartition(id) => Err(format!(
+            "the SIF's overlay partition (object {id}) cannot be written yet: the ext3 driver \
+             is not ready; use --overlay DIR"
+        )),
+        Upper::Sandbox => Err("writable sandbox directories are not supported yet".into()),
+    }
+}
+
+fn open_squashfs(
+    path: &Path,
+    offset: u64,
+    cache_mib: usize,
+) -> Result<Arc<dyn Filesystem>, String> {
+    let opts = ServeOptions::default();
+    let iopts = ImageOptions {
+        offset: Some(offset),
+        partition: None,
+        cache_bytes: cache_mib.max(1).saturating_mul(1 << 20),
+    };
+    let (img, name) = open_image(path, &iopts)?;
+    let fs_opts = FsOptions {
+        uid: None,
+        gid: None,
+        subdir: None,
+        prefetch_bytes: opts.prefetch_bytes(img.superblock().block_size),
+    };
+    Ok(Arc::new(SquashFs::new(img, &name, fs_opts)?))
+}
+
+fn read_only_dir(path: &Path) -> Result<Arc<dyn Filesystem>, String> {
+    let opts = HostDirOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    Ok(Arc::new(HostDir::open(path, opts)?))
+}
+
+/// Whether `path` (absolute) resolves to something of `kind` in `fs` without following
+/// symlinks; a symlink on the way counts as present (the kernel follows it).
+fn present(fs: &dyn Filesystem, path: &Path, kind: Kind) -> bool {
+    let req = Request::root();
+    let mut node: NodeId = ROOT_ID;
+    let comps: Vec<&OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    for (i, name) in comps.iter().enumerate() {
+        let Ok(Some(e)) = fs.lookup(&req, node, name) else {
+            return false;
+        };
+        let last = i + 1 == comps.len();
+        match e.attr.kind {
+            FileType::Symlink => return true,
+            FileType::Directory => node = e.node,
+            _ if last => return kind == Kind::File,
+            _ => return false,
+        }
+        if last {
+            return kind == Kind::Dir;
+        }
+    }
+    true
+}
+
+/// Put what `needed` lacks in `fs` into the skeleton directory.
+fn fill_skeleton(
+    fs: &dyn Filesystem,
+    dir: &Path,
+    needed: &[(PathBuf, Kind)],
+) -> Result<(), String> {
+    for (p, kind) in needed {
+        if present(fs, p, *kind) {
+            continue;
+        }
+        let at = crate::mount_plan::in_root(dir, p);
+        let err = |e: std::io::Error| format!("skeleton {}: {e}", at.display());
+        match kind {
+            Kind::Dir => std::fs::create_dir_all(&at).map_err(err)?,
+            Kind::File => {
+                if let Some(parent) = at.parent() {
+                    std::fs::create_dir_all(parent).map_err(err)?;
+                }
+                std::fs::write(&at, b"").map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Open the root the container sees. Runs in the server process before its threads start.
+pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
+    let image: Arc<dyn Filesystem> = match spec.root {
+        RootFs::Squashfs { offset } => open_squashfs(&spec.image, offset, spec.cache_mib)?,
+        RootFs::Dir => read_only_dir(&spec.image)?,
+        RootFs::Ext3 { .. } => {
+            return Err(format!(
+                "{}: ext3 root filesystems are not supported yet",
+                spec.image.display()
+            ));
+        }
+    };
+    fill_skeleton(&*image, &spec.skeleton_dir, &spec.needed)?;
+    let mut layers: Vec<Arc<dyn Filesystem>> = Vec::new();
+    for l in &spec.lowers {
+        layers.push(match l {
+            Lower::Dir(d) => read_only_dir(d)?,
+            Lower::Squashfs(p) => open_squashfs(p, 0, spec.cache_mib)?,
+        });
+    }
+    // Filled above and never changed again: declared immutable, so a read-only root
+    // stays as cacheable as the image itself.
+    let skeleton = HostDir::open(
+        &spec.skeleton_dir,
+        HostDirOptions {
+            read_only: true,
+            ttl: std::time::Duration::from_secs(365 * 86400),
+            ..Default::default()
+        },
+    )?;
+    layers.push(Arc::new(crate::frozen::Frozen(Arc::new(skeleton))));
+    layers.push(image);
+    let upper = match &spec.upper {
+        None => None,
+        Some(UpperDir::Dir(d)) => {
+            for sub in ["upper", "work"] {
+                std::fs::create_dir_all(d.join(sub))
+                    .map_err(|e| format!("{}: {e}", d.join(sub).display()))?;
+            }
+            Some(UpperLayer {
+                fs: Arc::new(HostDir::open(d, HostDirOptions::default())?),
+                upper: "upper".into(),
+                work: "work".into(),
+            })
+        }
+    };
+    let name = spec
+        .image
+        .file_name()
+        .map_or("image".into(), |n| n.to_string_lossy().into_owned());
+    let overlay = Overlay::new(layers, upper)?;
+    Ok((Arc::new(overlay), name))
+}
+
+/// Serve `spec` on the mounted FUSE connection `fd` until the mount goes away. `ready` is
+/// called once with the outcome of opening. Call in a process with no other thread.
+pub fn serve(
+    spec: &ServerSpec,
+    fd: OwnedFd,
+    ready: squashbox_fuse::Readiness<'_>,
+) -> Result<(), String> {
+    let opts = ServeOptions {
+        cache_mib: spec.cache_mib,
+        ..Default::default()
+    };
+    let opener: squashbox_fuse::Opener<'_> = Box::new(|_o: &ServeOptions| open_root(spec));
+    squashbox_fuse::serve(opener, MountTarget::Fd(fd), &opts, ready)
+}

@@ -1,0 +1,138 @@
+//! `squashbox exec` as a plain user: a test user (created with useradd if missing) runs the
+//! busybox SIF. The machine's /dev/fuse is never touched: the user's commands run in a
+//! private mount namespace (as root) where a fresh 0666 node is bind-mounted over
+//! /dev/fuse, and then drop to the user with `setpriv`; everything runs in a PID namespace
+//! tied to the test (killed with it). Needs root to set up, plus useradd, setpriv, unshare
+//! and mknod.
+
+#[path = "common/fuse.rs"]
+mod fuse;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fuse::{bin, busybox_sif, run_timeout};
+use squashbox_fixtures::prereq;
+
+const USER: &str = "squashbox-test";
+
+fn ensure_user() -> Option<(u32, u32)> {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, USER])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    };
+    if id("-u").is_none() {
+        let (ok, out) = run_timeout(
+            Command::new("useradd").args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                USER,
+            ]),
+            Duration::from_secs(30),
+        );
+        if !ok && !out.contains("already exists") {
+            prereq::skip(&format!("needs a test user: useradd {USER} failed: {out}"));
+            return None;
+        }
+    }
+    Some((id("-u")?, id("-g")?))
+}
+
+/// Run `script` with sh as `ids` in a private mount and PID namespace whose /dev/fuse is
+/// a fresh 0666 node on a small tmpfs at `devdir`; the working directory is `cwd`.
+fn as_user(devdir: &Path, cwd: &Path, ids: (u32, u32), script: &str) -> (bool, String) {
+    std::fs::create_dir_all(devdir).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--",
+    ])
+    .args(["sh", "-c"])
+    .arg(
+        "set -e; mount -t tmpfs -o mode=0755,size=64k squashbox-dev \"$0\"; \
+             mknod -m 0666 \"$0/fuse\" c 10 229; mount --bind \"$0/fuse\" /dev/fuse; \
+             u=$1; g=$2; shift 2; \
+             exec setpriv --reuid=\"$u\" --regid=\"$g\" --init-groups -- \"$@\"",
+    )
+    .arg(devdir)
+    .arg(ids.0.to_string())
+    .arg(ids.1.to_string())
+    .args(["sh", "-c", script])
+    .current_dir(cwd)
+    .env("HOME", "/nonexistent")
+    .env("TMPDIR", "/tmp");
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run_timeout(&mut cmd, Duration::from_secs(90))
+}
+
+#[test]
+fn a_plain_user_runs_the_busybox_sif() {
+    if !prereq::require_root("creating the test user and a private /dev/fuse")
+        || !prereq::require_path(Path::new("/dev/fuse"))
+        || !prereq::require_tools(&["useradd", "setpriv", "unshare", "mknod"])
+    {
+        return;
+    }
+    let Some(ids) = ensure_user() else { return };
+    // Copies the user can surely read and run (the build tree may sit under /root).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sb = dir.path().join("squashbox");
+    std::fs::copy(bin(), &sb).unwrap();
+    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let img = dir.path().join("busybox_amd64.sif");
+    std::fs::copy(busybox_sif(), &img).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let arm = dir.path().join("busybox_arm64.sif");
+    std::fs::copy(
+        squashbox_fixtures::upstream("apptainer-e2e/busybox_arm64.sif"),
+        &arm,
+    )
+    .unwrap();
+    std::fs::set_permissions(&arm, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (sb, img, arm) = (sb.display(), img.display(), arm.display());
+    let script = format!(
+        "test \"$(id -u)\" = {uid} || {{ echo NOT-THE-USER; exit 1; }}; \
+         {sb} exec {img} /bin/true; echo true=$?; \
+         {sb} exec {img} /bin/false; echo false=$?; \
+         {sb} exec {img} sh -c 'exit 7'; echo seven=$?; \
+         {sb} exec {img} echo hello from busybox; \
+         {sb} exec {img} id -u; \
+         {sb} exec {img} sh -c 'grep \" / / \" /proc/self/mountinfo | grep -c fuse.squashbox'; \
+         {sb} exec --fakeroot {img} id -u; \
+         {sb} exec --writable-tmpfs {img} sh -c 'echo w > /w && cat /w'; \
+         {sb} exec {arm} /bin/true 2>/dev/null; echo arm=$?",
+        uid = ids.0
+    );
+    let (ok, out) = as_user(&dir.path().join("dev"), dir.path(), ids, &script);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "true=0\nfalse=1\nseven=7\nhello from busybox\n{}\n1\n0\nw\narm=255\n",
+            ids.0
+        )
+    );
+}
