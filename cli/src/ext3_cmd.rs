@@ -2,9 +2,6 @@
 //! read-write or read-only, and the server shared with the `fuse2fs` personality
 //! ([`crate::fuse2fs`]).
 
-#[allow(clippy::duplicate_mod)]
-#[path = "fuse_cmd/daemon.rs"]
-mod daemon;
 pub mod opener;
 pub mod overlay_create;
 
@@ -12,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use squashbox_fuse::options::ServeOptions;
-use squashbox_fuse::session::MountTarget;
 
 use opener::{Ext3Source, ext3_opener};
 
@@ -128,21 +124,5 @@ pub fn run_server(
         src.path = std::path::absolute(&src.path).unwrap_or(src.path);
     }
     let open = ext3_opener(src);
-    if foreground {
-        let target = match MountTarget::parse(target) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{prog}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        return match squashbox_fuse::serve(open, target, &opts, Box::new(|_| {})) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{prog}: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    daemon::serve_detached(open, target, &opts, prog)
+    crate::mount_cmd::serve_opener(open, target, &opts, foreground, prog)
 }

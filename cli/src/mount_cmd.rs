@@ -91,6 +91,19 @@ pub fn run_server(
     // A detached server runs from "/", so it pins no directory: resolve the path first.
     let image = std::path::absolute(image).unwrap_or_else(|_| image.to_path_buf());
     let open = image_server::squashfs_opener(image);
+    crate::mount_cmd::serve_opener(open, target, &opts, foreground, prog)
+}
+
+/// Serve what `open` opens at `target`: in the foreground, or as a daemon that detaches once
+/// the mount is ready. Shared by every command and drop-in that serves a filesystem (image,
+/// overlay, ext3); `prog` prefixes errors.
+pub fn serve_opener(
+    open: squashbox_fuse::Opener<'static>,
+    target: &std::path::Path,
+    opts: &ServeOptions,
+    foreground: bool,
+    prog: &str,
+) -> ExitCode {
     if foreground {
         let target = match MountTarget::parse(target) {
             Ok(t) => t,
@@ -99,7 +112,7 @@ pub fn run_server(
                 return ExitCode::FAILURE;
             }
         };
-        return match squashbox_fuse::serve(open, target, &opts, Box::new(|_| {})) {
+        return match squashbox_fuse::serve(open, target, opts, Box::new(|_| {})) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{prog}: {e}");
@@ -107,7 +120,7 @@ pub fn run_server(
             }
         };
     }
-    daemon::serve_detached(open, target, &opts, prog)
+    daemon::serve_detached(open, target, opts, prog)
 }
 
 /// Run `squashbox unmount`.

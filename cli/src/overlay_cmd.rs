@@ -3,11 +3,6 @@
 //! ([`personality::run_fuse_overlayfs`]), which builds the same stack from fuse-overlayfs's
 //! command line.
 
-// mount_cmd keeps its copy of the daemon module private; this is the same file, compiled
-// again here (see the report: mount_cmd could make its copy `pub(crate)`).
-#[allow(clippy::duplicate_mod)]
-#[path = "fuse_cmd/daemon.rs"]
-mod daemon;
 pub mod layers;
 pub mod options;
 pub mod personality;
@@ -16,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use squashbox_fuse::options::ServeOptions;
-use squashbox_fuse::session::MountTarget;
 
 use layers::Stack;
 use options::OverlayOptions;
@@ -139,21 +133,5 @@ pub fn serve_stack(
     squashbox_fuse::logger::init_for(opts.debug);
     let open: squashbox_fuse::Opener<'static> =
         Box::new(move |o: &ServeOptions| Ok((stack.open(o)?, stack.name())));
-    if foreground {
-        let target = match MountTarget::parse(target) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{prog}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        return match squashbox_fuse::serve(open, target, &opts, Box::new(|_| {})) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{prog}: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    daemon::serve_detached(open, target, &opts, prog)
+    crate::mount_cmd::serve_opener(open, target, &opts, foreground, prog)
 }
