@@ -1,6 +1,6 @@
 //! Conversions between the filesystem trait's types (`squashbox-vfs`) and fuser's.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, FopenFlags, INodeNo, TimeOrNow};
 use squashbox_vfs::{Attr, Errno, Opened, TimeSet, Timespec};
@@ -96,9 +96,4 @@ pub fn time_set(t: TimeOrNow) -> TimeSet {
 /// A timestamp from the kernel.
 pub fn timespec(t: SystemTime) -> Timespec {
     Timespec::from(t)
-}
-
-/// The shorter of two lifetimes (readdirplus has one for both the entry and its attributes).
-pub fn min_ttl(a: Duration, b: Duration) -> Duration {
-    a.min(b)
 }
