@@ -112,7 +112,17 @@ fn a_plain_user_runs_the_busybox_sif() {
     )
     .unwrap();
     std::fs::set_permissions(&arm, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (sb, img, arm) = (sb.display(), img.display(), arm.display());
+    // A directory of the user's own for an ext3 overlay image.
+    let own = dir.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    nix::unistd::chown(
+        &own,
+        Some(nix::unistd::Uid::from_raw(ids.0)),
+        Some(nix::unistd::Gid::from_raw(ids.1)),
+    )
+    .unwrap();
+    let ov = own.join("overlay.img");
+    let (sb, img, arm, ov) = (sb.display(), img.display(), arm.display(), ov.display());
     let script = format!(
         "test \"$(id -u)\" = {uid} || {{ echo NOT-THE-USER; exit 1; }}; \
          {sb} exec {img} /bin/true; echo true=$?; \
@@ -123,7 +133,13 @@ fn a_plain_user_runs_the_busybox_sif() {
          {sb} exec {img} sh -c 'grep \" / / \" /proc/self/mountinfo | grep -c fuse.squashbox'; \
          {sb} exec --fakeroot {img} id -u; \
          {sb} exec --writable-tmpfs {img} sh -c 'echo w > /w && cat /w'; \
-         {sb} exec {arm} /bin/true 2>/dev/null; echo arm=$?",
+         {sb} exec {arm} /bin/true 2>/dev/null; echo arm=$?; \
+         {sb} overlay create --size 64 {ov} && \
+         {sb} exec -o {ov} {img} sh -c 'echo p > /p'; \
+         {sb} exec -o {ov} {img} cat /p; \
+         {sb} overlay create --fakeroot --size 64 {ov}.f && \
+         {sb} exec --fakeroot -o {ov}.f {img} sh -c 'echo f > /f && rm /bin/false'; \
+         {sb} exec --fakeroot -o {ov}.f {img} sh -c 'cat /f; ls /bin/false 2>/dev/null || echo gone'",
         uid = ids.0
     );
     let (ok, out) = as_user(&dir.path().join("dev"), dir.path(), ids, &script);
@@ -131,7 +147,7 @@ fn a_plain_user_runs_the_busybox_sif() {
     assert_eq!(
         out,
         format!(
-            "true=0\nfalse=1\nseven=7\nhello from busybox\n{}\n1\n0\nw\narm=255\n",
+            "true=0\nfalse=1\nseven=7\nhello from busybox\n{}\n1\n0\nw\narm=255\np\nf\ngone\n",
             ids.0
         )
     );

@@ -17,6 +17,10 @@
 //! `-p`, P forks an init (pid 1 in the new pid namespace) that forwards signals, reaps
 //! zombies and exits as the payload did. Teardown is the kernel's: when the container's
 //! mount namespace dies, the root's last mount goes, the FUSE connection ends and S exits.
+//! When S holds an ext3 image (an overlay, the SIF's overlay partition, an ext3 root), P
+//! instead forks the container (which dies with P) and waits for it and then for S, so the
+//! image is flushed, clean and unlocked when the command returns, with the payload's exit
+//! status or signal.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -30,7 +34,7 @@ use crate::image::ImageInfo;
 use crate::mount_plan::{HostProbe, Plan};
 use crate::namespaces::Namespaces;
 use crate::options::{Action, RunOptions};
-use crate::process::{pipe, receive, receive_one, send, supervise};
+use crate::process::{pipe, receive, receive_one, send, supervise, supervise_then_wait};
 use crate::server::ServerSpec;
 use crate::syscall::{LinuxSyscall, Syscall};
 use crate::user_ns::{IdMaps, MapWriter, SubidSource};
@@ -269,18 +273,30 @@ fn generate_files(p: &Prepared, session: &Path) -> Result<()> {
 }
 
 /// Mount the plan, move into the root and start the payload (or its init with `-p`).
-fn enter_and_exec(sys: &dyn Syscall, p: &Prepared, session: &Path, pivot_w: OwnedFd) -> Result<()> {
+///
+/// With `wait_for` (the server, when it holds an ext3 image), this process stays outside
+/// the container and waits for the payload and then for the server, so that the image is
+/// flushed and unlocked before the command returns.
+fn enter_and_exec(
+    sys: &dyn Syscall,
+    p: &Prepared,
+    session: &Path,
+    pivot_w: OwnedFd,
+    wait_for: Option<Pid>,
+) -> Result<()> {
     let root = session.join("root");
-    if p.ns.pid {
-        sys.unshare(CloneFlags::CLONE_NEWPID)
-            .map_err(|e| rt_err!("{e}: cannot create a PID namespace"))?;
+    if p.ns.pid || wait_for.is_some() {
+        if p.ns.pid {
+            sys.unshare(CloneFlags::CLONE_NEWPID)
+                .map_err(|e| rt_err!("{e}: cannot create a PID namespace"))?;
+        }
         // SAFETY: single-threaded process.
         match unsafe { nix::unistd::fork() }.map_err(|e| rt_err!("fork: {e}"))? {
             ForkResult::Parent { child } => {
                 drop(pivot_w);
-                supervise(child, true);
+                supervise_then_wait(child, true, wait_for);
             }
-            ForkResult::Child => {}
+            ForkResult::Child => crate::process::die_with_parent(),
         }
     }
     let exists = |t: &Path| t.exists();
@@ -332,15 +348,11 @@ pub fn run(opts: &RunOptions, action: Action, args: &[String]) -> RuntimeError {
     for w in &p.layers.warnings {
         eprintln!("squashbox: warning: {w}");
     }
-    let lowers = match crate::server::lowers_of(&p.layers.lowers) {
+    let lowers = match crate::server::lowers_of(&p.layers.lowers, &p.image.path, p.layers.sif_lower)
+    {
         Ok(l) => l,
         Err(e) => return RuntimeError(e),
     };
-    if p.layers.sif_lower.is_some() {
-        eprintln!(
-            "squashbox: warning: the SIF's overlay partition is not used yet (needs the ext3 driver)"
-        );
-    }
     let sys = LinuxSyscall;
     if let Err(e) = enter_user_ns(&sys, &p.ns, &p.maps) {
         return e;
@@ -356,7 +368,8 @@ pub fn run(opts: &RunOptions, action: Action, args: &[String]) -> RuntimeError {
         Err(e) => return e,
     };
     let result = (|| {
-        let upper = crate::server::upper_of(&p.layers.upper, &session).map_err(RuntimeError)?;
+        let upper = crate::server::upper_of(&p.layers.upper, &session, &p.image.path)
+            .map_err(RuntimeError)?;
         let fd = mount_session(&sys, &p, &session)?;
         let spec = ServerSpec {
             image: p.image.path.clone(),
@@ -367,9 +380,10 @@ pub fn run(opts: &RunOptions, action: Action, args: &[String]) -> RuntimeError {
             upper,
             cache_mib: 64,
         };
-        let (_server, pivot_w) = start_server(spec, fd, &session)?;
+        let holds_image = spec.holds_ext3();
+        let (server, pivot_w) = start_server(spec, fd, &session)?;
         generate_files(&p, &session)?;
-        enter_and_exec(&sys, &p, &session, pivot_w)
+        enter_and_exec(&sys, &p, &session, pivot_w, holds_image.then_some(server))
     })();
     let e = match result {
         Ok(()) => rt_err!("the container did not start"),

@@ -28,6 +28,7 @@ pub mod actions;
 pub mod bind;
 pub mod doctor;
 pub mod env;
+pub mod ext3_layer;
 pub mod frozen;
 pub mod host;
 pub mod image;

@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -78,6 +79,29 @@ const FORWARDED: &[Signal] = &[
 /// end this process as the child ended: the same exit status, or (when `reraise`) death by
 /// the same signal, else status 128+signal.
 pub fn supervise(child: Pid, reraise: bool) -> ! {
+    supervise_then_wait(child, reraise, None)
+}
+
+/// How long to wait for the server after the container ended before giving up (processes
+/// left running in the container keep its mounts, and so the server, alive).
+const SERVER_GRACE: Duration = Duration::from_secs(10);
+
+/// End this child when its parent dies (a killed runtime takes its container with it).
+pub fn die_with_parent() {
+    let parent = nix::unistd::getppid();
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // The parent may have died before the call: then nobody will send the signal.
+    if nix::unistd::getppid() != parent {
+        std::process::exit(crate::ERROR_EXIT.into());
+    }
+}
+
+/// [`supervise`], and once `child` has ended, wait for `server` too (at most
+/// [`SERVER_GRACE`]) before ending as the child did.
+pub fn supervise_then_wait(child: Pid, reraise: bool, server: Option<Pid>) -> ! {
     FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
     let act = SigAction::new(
         SigHandler::Handler(forward),
@@ -88,23 +112,58 @@ pub fn supervise(child: Pid, reraise: bool) -> ! {
         // SAFETY: the handler only calls kill(2), which is async-signal-safe.
         let _ = unsafe { sigaction(*s, &act) };
     }
-    loop {
+    let mut server_done = server.is_none();
+    let ended = loop {
         match waitpid(None, Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
-                if reraise {
-                    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-                    // SAFETY: restoring the default action of one signal.
-                    let _ = unsafe { sigaction(sig, &dfl) };
-                    let _ = nix::sys::signal::raise(sig);
-                }
-                std::process::exit(128 + sig as i32);
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => break Ended::Code(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => break Ended::Signal(sig),
+            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _))
+                if Some(pid) == server =>
+            {
+                server_done = true;
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(crate::ERROR_EXIT.into()),
         }
+    };
+    if let (false, Some(s)) = (server_done, server) {
+        wait_server(s);
     }
+    match ended {
+        Ended::Code(code) => std::process::exit(code),
+        Ended::Signal(sig) => {
+            if reraise {
+                let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+                // SAFETY: restoring the default action of one signal.
+                let _ = unsafe { sigaction(sig, &dfl) };
+                let _ = nix::sys::signal::raise(sig);
+            }
+            std::process::exit(128 + sig as i32);
+        }
+    }
+}
+
+/// How the supervised child ended.
+enum Ended {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// Wait for the server to end after the container did, at most [`SERVER_GRACE`].
+fn wait_server(server: Pid) {
+    let start = Instant::now();
+    while start.elapsed() < SERVER_GRACE {
+        match waitpid(server, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(2)),
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return,
+        }
+    }
+    eprintln!(
+        "squashbox: warning: processes left in the container keep its filesystems in use; \
+         the overlay image is written back and unlocked when they end"
+    );
 }
 
 /// Replace this process with `argv` and `env`; returns only on failure, with a message.

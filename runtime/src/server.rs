@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use squashbox_fuse::{MountTarget, ServeOptions, Served};
 use squashbox_hostdir::{HostDir, HostDirOptions};
-use squashbox_overlay::{Overlay, UpperLayer};
+use squashbox_overlay::{LowerLayer, Overlay, UpperLayer};
 use squashbox_squashfs::{FsOptions, ImageOptions, SquashFs, open_image};
 use squashbox_vfs::{FileType, Filesystem, NodeId, ROOT_ID, Request};
 
+use crate::ext3_layer::Ext3Image;
 use crate::image::RootFs;
 use crate::mount_plan::Kind;
 use crate::writable::{OverlayKind, Upper};
@@ -29,6 +30,8 @@ pub enum Lower {
     Dir(PathBuf),
     /// A SquashFS image file.
     Squashfs(PathBuf),
+    /// An ext3 overlay image or a SIF's overlay partition, read-only (its `upper/`).
+    Ext3(Ext3Image),
 }
 
 /// The writable upper, as the server opens it.
@@ -36,6 +39,9 @@ pub enum Lower {
 pub enum UpperDir {
     /// A host directory holding `upper/` and `work/` (created if missing).
     Dir(PathBuf),
+    /// An ext3 image (or a SIF's overlay partition) holding `upper/` and `work/` (created
+    /// if missing).
+    Ext3(Ext3Image),
 }
 
 /// Everything the server needs to open the root.
@@ -57,38 +63,47 @@ pub struct ServerSpec {
     pub cache_mib: usize,
 }
 
-/// Translate the writable plan's lowers into server lowers; `Err` for kinds the server
-/// cannot serve yet (ext3).
-pub fn lowers_of(l: &[crate::writable::Overlay]) -> Result<Vec<Lower>, String> {
-    l.iter()
+impl ServerSpec {
+    /// Whether the server opens an ext3 image (which it must flush and unlock at the end).
+    pub fn holds_ext3(&self) -> bool {
+        matches!(self.root, RootFs::Ext3 { .. })
+            || matches!(self.upper, Some(UpperDir::Ext3(_)))
+            || self.lowers.iter().any(|l| matches!(l, Lower::Ext3(_)))
+    }
+}
+
+/// Translate the writable plan's lowers into server lowers, top first: the `--overlay`
+/// ones, then the SIF's overlay partition (`sif_lower`, a descriptor ID of `image`).
+pub fn lowers_of(
+    l: &[crate::writable::Overlay],
+    image: &Path,
+    sif_lower: Option<u32>,
+) -> Result<Vec<Lower>, String> {
+    let mut out = l
+        .iter()
         .map(|o| match o.kind {
             OverlayKind::Dir => {
                 let up = o.path.join("upper");
                 Ok(Lower::Dir(if up.is_dir() { up } else { o.path.clone() }))
             }
             OverlayKind::Squashfs => Ok(Lower::Squashfs(o.path.clone())),
-            OverlayKind::Ext3 => Err(format!(
-                "overlay {}: ext3 overlays are not supported yet; use a directory overlay",
-                o.path.display()
-            )),
+            OverlayKind::Ext3 => Ok(Lower::Ext3(Ext3Image::file(&o.path)?)),
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    if let Some(id) = sif_lower {
+        out.push(Lower::Ext3(Ext3Image::sif_partition(image, id)?));
+    }
+    Ok(out)
 }
 
 /// The upper directory for `upper` (the session's for `--writable-tmpfs`).
-pub fn upper_of(upper: &Upper, session: &Path) -> Result<Option<UpperDir>, String> {
+pub fn upper_of(upper: &Upper, session: &Path, image: &Path) -> Result<Option<UpperDir>, String> {
     match upper {
         Upper::None => Ok(None),
         Upper::Tmpfs => Ok(Some(UpperDir::Dir(session.join("tmpfs")))),
         Upper::Overlay(o) if o.kind == OverlayKind::Dir => Ok(Some(UpperDir::Dir(o.path.clone()))),
-        Upper::Overlay(o) => Err(format!(
-            "overlay {}: writable ext3 overlays are not supported yet; use a directory",
-            o.path.display()
-        )),
-        Upper::SifPartition(id) => Err(format!(
-            "the SIF's overlay partition (object {id}) cannot be written yet: the ext3 driver \
-             is not ready; use --overlay DIR"
-        )),
+        Upper::Overlay(o) => Ok(Some(UpperDir::Ext3(Ext3Image::file(&o.path)?))),
+        Upper::SifPartition(id) => Ok(Some(UpperDir::Ext3(Ext3Image::sif_partition(image, *id)?))),
         Upper::Sandbox => Err("writable sandbox directories are not supported yet".into()),
     }
 }
@@ -182,19 +197,34 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
     let image: Arc<dyn Filesystem> = match spec.root {
         RootFs::Squashfs { offset } => open_squashfs(&spec.image, offset, spec.cache_mib)?,
         RootFs::Dir => read_only_dir(&spec.image)?,
-        RootFs::Ext3 { .. } => {
-            return Err(format!(
-                "{}: ext3 root filesystems are not supported yet",
-                spec.image.display()
-            ));
+        RootFs::Ext3 { offset } => {
+            let len = std::fs::metadata(&spec.image)
+                .map_err(|e| format!("{}: {e}", spec.image.display()))?
+                .len();
+            let img = Ext3Image {
+                path: spec.image.clone(),
+                offset,
+                size: len.saturating_sub(offset),
+                what: format!("image {}", spec.image.display()),
+            };
+            crate::ext3_layer::open(&img, false)?
         }
     };
     fill_skeleton(&*image, &spec.skeleton_dir, &spec.needed)?;
-    let mut layers: Vec<Arc<dyn Filesystem>> = Vec::new();
+    let whole = |fs: Arc<dyn Filesystem>| LowerLayer {
+        fs,
+        dir: String::new(),
+    };
+    let mut layers: Vec<LowerLayer> = Vec::new();
     for l in &spec.lowers {
         layers.push(match l {
-            Lower::Dir(d) => read_only_dir(d)?,
-            Lower::Squashfs(p) => open_squashfs(p, 0, spec.cache_mib)?,
+            Lower::Dir(d) => whole(read_only_dir(d)?),
+            Lower::Squashfs(p) => whole(open_squashfs(p, 0, spec.cache_mib)?),
+            Lower::Ext3(img) => {
+                let fs = crate::ext3_layer::open(img, false)?;
+                let dir = crate::ext3_layer::lower_dir(&*fs);
+                LowerLayer { fs, dir }
+            }
         });
     }
     // Filled above and never changed again: declared immutable, so a read-only root
@@ -207,8 +237,8 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
             ..Default::default()
         },
     )?;
-    layers.push(Arc::new(crate::frozen::Frozen(Arc::new(skeleton))));
-    layers.push(image);
+    layers.push(whole(Arc::new(crate::frozen::Frozen(Arc::new(skeleton)))));
+    layers.push(whole(image));
     let upper = match &spec.upper {
         None => None,
         Some(UpperDir::Dir(d)) => {
@@ -222,12 +252,17 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
                 work: "work".into(),
             })
         }
+        Some(UpperDir::Ext3(img)) => Some(UpperLayer {
+            fs: crate::ext3_layer::open(img, true)?,
+            upper: "upper".into(),
+            work: "work".into(),
+        }),
     };
     let name = spec
         .image
         .file_name()
         .map_or("image".into(), |n| n.to_string_lossy().into_owned());
-    let overlay = Overlay::new(layers, upper)?;
+    let overlay = Overlay::with_lowers(layers, upper)?;
     Ok((Arc::new(overlay), name))
 }
 

@@ -73,6 +73,15 @@ pub struct UpperLayer {
     pub work: String,
 }
 
+/// A read-only layer: a filesystem and the directory in it that the layer shows (`""` for
+/// its root; `"upper"` for an overlay image's upper directory used read-only).
+pub struct LowerLayer {
+    /// The filesystem.
+    pub fs: Arc<dyn Filesystem>,
+    /// The directory shown as the layer's root (`/` separated, from the root).
+    pub dir: String,
+}
+
 /// Nodes the kernel forgot that stay known (so late requests still find them).
 const KEEP_FORGOTTEN: usize = 4096;
 
@@ -105,6 +114,22 @@ impl Overlay {
         lowers: Vec<Arc<dyn Filesystem>>,
         upper: Option<UpperLayer>,
     ) -> std::result::Result<Overlay, String> {
+        let lowers = lowers
+            .into_iter()
+            .map(|fs| LowerLayer {
+                fs,
+                dir: String::new(),
+            })
+            .collect();
+        Overlay::with_lowers(lowers, upper)
+    }
+
+    /// [`Overlay::new`] with lowers whose root is a directory inside their filesystem.
+    /// Fails with a message when such a directory cannot be found.
+    pub fn with_lowers(
+        lowers: Vec<LowerLayer>,
+        upper: Option<UpperLayer>,
+    ) -> std::result::Result<Overlay, String> {
         if lowers.is_empty() && upper.is_none() {
             return Err("overlay: no layers".into());
         }
@@ -117,7 +142,7 @@ impl Overlay {
         }
         let all_immutable = upper.is_none()
             && lowers.iter().all(|l| {
-                let p = l.policy();
+                let p = l.fs.policy();
                 p.read_only && p.negative_ttl == std::time::Duration::MAX
             });
         let mut layers = Vec::new();
@@ -139,11 +164,17 @@ impl Overlay {
             });
             info = Some(UpperInfo { work, xattr_ns });
         }
-        for (i, fs) in lowers.into_iter().enumerate() {
+        for (i, l) in lowers.into_iter().enumerate() {
+            let root = if l.dir.is_empty() {
+                ROOT_ID
+            } else {
+                upper::find_dir(&*l.fs, &Request::root(), &l.dir)
+                    .map_err(|e| format!("overlay: lower directory {:?}: {e}", l.dir))?
+            };
             layers.push(Layer {
-                fs,
+                fs: l.fs,
                 tag: i as u64 + 1,
-                root: ROOT_ID,
+                root,
             });
         }
         let root_parts = layers

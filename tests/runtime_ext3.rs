@@ -1,0 +1,429 @@
+//! ext3 overlays in the runtime: an `--overlay IMG` made by `squashbox overlay create`, and
+//! a SIF's embedded overlay partition (a read-only lower by default, the upper with `-w`).
+//! Each is served by the container's one server with our ext3 driver; e2fsck, dumpe2fs,
+//! debugfs and the kernel's ext3 are the oracles for what lands in the image. Also the
+//! fcntl byte-range locks Apptainer takes on the same images, and a killed run.
+
+#[path = "common/fuse.rs"]
+mod fuse;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use fuse::{bin, busybox_sif, wait_for};
+use squashbox_fixtures::prereq;
+
+/// What these runs need: a /dev/fuse this user may open, user namespaces, e2fsprogs.
+fn ready() -> bool {
+    let fuse = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok();
+    if !prereq::require(fuse, "a /dev/fuse this user can open read-write")
+        || !prereq::require_tools(&["unshare", "e2fsck", "dumpe2fs", "debugfs"])
+    {
+        return false;
+    }
+    let userns = Command::new("unshare")
+        .args(["--user", "--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    prereq::require(
+        userns,
+        "unprivileged user namespaces (see `squashbox doctor`)",
+    )
+}
+
+fn command(tmp: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/root")
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::null());
+    c
+}
+
+/// `squashbox ARGS`, waited for.
+fn sb(tmp: &Path, args: &[&str]) -> Output {
+    command(tmp, args).output().expect("running squashbox")
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `e2fsck -fn` of the filesystem at `offset` in `path` is clean and the superblock says
+/// so: what must hold the moment a run has returned.
+fn assert_clean(path: &Path, offset: u64) {
+    let dev = if offset == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}?offset={offset}", path.display())
+    };
+    let fsck = Command::new("e2fsck").args(["-fn", &dev]).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    assert!(fsck.status.success(), "e2fsck -fn {dev}:\n{text}");
+    let head = Command::new("dumpe2fs")
+        .args(["-h", &dev])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).into_owned();
+    assert!(
+        head.lines()
+            .any(|l| l.starts_with("Filesystem state:") && l.trim_end().ends_with(" clean")),
+        "not clean after the run returned:\n{head}"
+    );
+    assert!(!head.contains("needs_recovery"), "{head}");
+}
+
+/// `debugfs -R 'cat PATH'` of the image: what the image holds, read by e2fsprogs.
+fn debugfs_cat(path: &Path, offset: u64, file: &str) -> String {
+    let dev = if offset == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}?offset={offset}", path.display())
+    };
+    let o = Command::new("debugfs")
+        .args(["-R", &format!("cat {file}"), &dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A fresh overlay image made as `apptainer overlay create` makes one.
+fn overlay_image(dir: &Path) -> PathBuf {
+    let img = dir.join("overlay.img");
+    let o = sb(
+        dir,
+        &["overlay", "create", "--size", "64", img.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", describe(&o));
+    img
+}
+
+#[test]
+fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns() {
+    if !ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = overlay_image(tmp.path());
+    let sif = busybox_sif();
+    let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
+    let o = sb(
+        tmp.path(),
+        &[
+            "exec",
+            "--fakeroot",
+            "-o",
+            i,
+            s,
+            "sh",
+            "-c",
+            "echo kept > /kept && mkdir -p /opt/d && echo deep > /opt/d/f && rm /bin/false \
+             && echo done",
+        ],
+    );
+    assert_eq!(stdout(&o), "done\n", "{}", describe(&o));
+    // Flushed and clean the moment the command returned, with the writes in `upper/`.
+    assert_clean(&img, 0);
+    assert_eq!(debugfs_cat(&img, 0, "/upper/kept"), "kept\n");
+    assert_eq!(debugfs_cat(&img, 0, "/upper/opt/d/f"), "deep\n");
+    // The whiteout is a 0/0 character device, as the kernel's overlay writes it.
+    let stat = Command::new("debugfs")
+        .args(["-R", "stat /upper/bin/false", i])
+        .output()
+        .unwrap();
+    let stat = String::from_utf8_lossy(&stat.stdout).into_owned();
+    assert!(stat.contains("Type: character special"), "{stat}");
+    // A second run sees both; a read-only use sees them and cannot write.
+    let o = sb(
+        tmp.path(),
+        &[
+            "exec",
+            "-o",
+            i,
+            s,
+            "sh",
+            "-c",
+            "cat /kept /opt/d/f; ls /bin/false 2>/dev/null || echo WHITED-OUT",
+        ],
+    );
+    assert_eq!(stdout(&o), "kept\ndeep\nWHITED-OUT\n", "{}", describe(&o));
+    let ro = format!("{i}:ro");
+    let o = sb(
+        tmp.path(),
+        &["exec", "-o", &ro, s, "sh", "-c", "cat /kept; touch /x 2>&1"],
+    );
+    assert_eq!(
+        stdout(&o),
+        "kept\ntouch: /x: Read-only file system\n",
+        "{}",
+        describe(&o)
+    );
+    assert_clean(&img, 0);
+}
+
+/// The offset of the SIF's ext3 overlay partition: the first 4096-aligned offset with the
+/// ext3 superblock magic (SIF partitions are 4096-aligned).
+fn ext3_offset_in(sif: &Path) -> u64 {
+    let data = std::fs::read(sif).unwrap();
+    // The superblock magic sits 1024 + 56 bytes into the filesystem.
+    (0..data.len() / 4096)
+        .map(|b| b as u64 * 4096)
+        .find(|&off| {
+            let m = off as usize + 1080;
+            m + 2 <= data.len() && data[m..m + 2] == [0x53, 0xef]
+        })
+        .expect("an ext3 partition in the SIF")
+}
+
+#[test]
+fn a_sif_overlay_partition_is_the_upper_with_w_and_a_read_only_lower_without() {
+    if !ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sif = tmp.path().join("c.sif");
+    std::fs::copy(busybox_sif(), &sif).unwrap();
+    let s = sif.to_str().unwrap();
+    let o = sb(tmp.path(), &["overlay", "create", "--size", "64", s]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let o = sb(
+        tmp.path(),
+        &[
+            "exec",
+            "--fakeroot",
+            "-w",
+            s,
+            "sh",
+            "-c",
+            "echo w > /w && echo ok",
+        ],
+    );
+    assert_eq!(stdout(&o), "ok\n", "{}", describe(&o));
+    let off = ext3_offset_in(&sif);
+    assert_clean(&sif, off);
+    assert_eq!(debugfs_cat(&sif, off, "/upper/w"), "w\n");
+    // Without -w the partition is a read-only lower.
+    let o = sb(
+        tmp.path(),
+        &[
+            "exec",
+            s,
+            "sh",
+            "-c",
+            "cat /w; echo x > /w 2>&1 || echo refused",
+        ],
+    );
+    assert!(stdout(&o).starts_with("w\n"), "{}", describe(&o));
+    assert!(stdout(&o).ends_with("refused\n"), "{}", describe(&o));
+    // --writable-tmpfs on top of it: writes go to the tmpfs, the partition is untouched.
+    let o = sb(
+        tmp.path(),
+        &[
+            "exec",
+            "--writable-tmpfs",
+            s,
+            "sh",
+            "-c",
+            "cat /w; echo t > /w; cat /w",
+        ],
+    );
+    assert_eq!(stdout(&o), "w\nt\n", "{}", describe(&o));
+    assert_eq!(debugfs_cat(&sif, off, "/upper/w"), "w\n");
+}
+
+/// Whether a classic fcntl lock of `kind` on `path` (whole file) would be refused.
+fn classic_lock_refused(path: &Path, write: bool) -> bool {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .unwrap();
+    // SAFETY: an all-zero flock is valid; F_GETLK only fills it in.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a valid descriptor and flock.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    assert_eq!(rc, 0);
+    fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// Start a container that holds `img` (writable unless `ro`) until killed.
+fn holder(tmp: &Path, img: &str) -> Child {
+    let sif = busybox_sif();
+    let c = command(
+        tmp,
+        &["exec", "-o", img, sif.to_str().unwrap(), "sleep", "60"],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let pid = c.id();
+    let up = wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|k| {
+                std::fs::read_to_string(format!("/proc/{k}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+    });
+    assert!(up, "the holding container did not start");
+    c
+}
+
+#[test]
+fn ext3_overlays_are_locked_as_apptainer_locks_them() {
+    if !ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = overlay_image(tmp.path());
+    let i = img.to_str().unwrap();
+    let sif = busybox_sif();
+    let s = sif.to_str().unwrap();
+    // A writable run holds a write lock that Apptainer's own F_SETLK/F_GETLK sees.
+    let mut h = holder(tmp.path(), i);
+    assert!(classic_lock_refused(&img, false));
+    for arg in [i.to_string(), format!("{i}:ro")] {
+        let o = sb(tmp.path(), &["exec", "-o", &arg, s, "true"]);
+        assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("is in use by another container"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    h.kill().unwrap();
+    h.wait().unwrap();
+    // The lock goes with the run.
+    assert!(wait_for(Duration::from_secs(10), || !classic_lock_refused(
+        &img, true
+    )));
+    // Readers share: a read-only run holds a read lock, and another read-only run starts.
+    let ro = format!("{i}:ro");
+    let mut h = holder(tmp.path(), &ro);
+    assert!(classic_lock_refused(&img, true));
+    assert!(!classic_lock_refused(&img, false));
+    let o = sb(tmp.path(), &["exec", "-o", &ro, s, "true"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let o = sb(tmp.path(), &["exec", "-o", i, s, "true"]);
+    assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
+    h.kill().unwrap();
+    h.wait().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !classic_lock_refused(
+        &img, true
+    )));
+    // A lock Apptainer holds (a classic write lock of another process) keeps us out.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    // SAFETY: an all-zero flock is valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a valid descriptor and flock; the lock is this test process's.
+    assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) }, 0);
+    let o = sb(tmp.path(), &["exec", "-o", &ro, s, "true"]);
+    assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
+    drop(f);
+    let o = sb(tmp.path(), &["exec", "-o", i, s, "true"]);
+    assert!(o.status.success(), "{}", describe(&o));
+}
+
+/// The pid of the runtime's server (`squashbox-srv`), a child of `runtime`.
+fn server_of(runtime: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{runtime}/task/{runtime}/children"))
+        .ok()?
+        .split_whitespace()
+        .filter_map(|k| k.parse().ok())
+        .find(|k: &u32| {
+            std::fs::read_to_string(format!("/proc/{k}/comm"))
+                .is_ok_and(|c| c.trim() == "squashbox-srv")
+        })
+}
+
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+#[test]
+fn a_killed_run_leaves_no_lock_or_server_and_the_next_run_recovers_the_overlay() {
+    if !ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = overlay_image(tmp.path());
+    let i = img.to_str().unwrap();
+    let sif = busybox_sif();
+    let s = sif.to_str().unwrap();
+    // A writer that makes one file durable, then keeps writing.
+    let script = "echo durable | dd of=/durable conv=fsync 2>/dev/null && \
+                  echo started | dd of=/started conv=fsync 2>/dev/null && \
+                  n=0; while true; do n=$((n+1)); echo $n > /f$((n % 40)); done";
+    for kill_server_too in [false, true] {
+        let mut run = command(
+            tmp.path(),
+            &["exec", "--fakeroot", "-o", i, s, "sh", "-c", script],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let pid = run.id();
+        let server = {
+            let mut found = None;
+            assert!(wait_for(Duration::from_secs(10), || {
+                found = server_of(pid);
+                found.is_some()
+            }));
+            found.unwrap()
+        };
+        // Let the writer get going.
+        std::thread::sleep(Duration::from_millis(700));
+        let sigkill = nix::sys::signal::Signal::SIGKILL;
+        if kill_server_too {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(server as i32), sigkill).unwrap();
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sigkill).unwrap();
+        assert_eq!(run.wait().unwrap().signal(), Some(9));
+        // The container dies with its runtime, so its mounts go and the server ends.
+        assert!(
+            wait_for(Duration::from_secs(10), || gone(server)),
+            "the server outlived a killed run (server killed too: {kill_server_too})"
+        );
+        assert!(wait_for(Duration::from_secs(5), || !classic_lock_refused(
+            &img, true
+        )));
+        if !kill_server_too {
+            // The server flushed as the container went: nothing to recover.
+            assert_clean(&img, 0);
+        }
+        // The next run recovers the image and sees what was made durable.
+        let o = sb(
+            tmp.path(),
+            &["exec", "-o", i, s, "sh", "-c", "cat /durable /started"],
+        );
+        assert_eq!(stdout(&o), "durable\nstarted\n", "{}", describe(&o));
+        assert_clean(&img, 0);
+    }
+}
