@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs squashbox's test suite. As root on Debian it first installs the system packages the
 # tests use (mksquashfs/unsquashfs, mkfs.ext3/e2fsck, fuse3/fusermount3, squashfuse, attr,
-# util-linux's unshare/setpriv, passwd's useradd).
+# util-linux's unshare/setpriv, passwd's useradd, uidmap's newuidmap/newgidmap).
 #
 # Tests that need something missing here (root for FUSE and kernel loop mounts, a tool, a
 # filesystem with user xattrs) record one line in the skip log instead of passing silently;
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
-  for pkg in squashfs-tools e2fsprogs fuse3 squashfuse attr util-linux mount passwd; do
+  for pkg in squashfs-tools e2fsprogs fuse3 squashfuse attr util-linux mount passwd uidmap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

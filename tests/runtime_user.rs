@@ -19,9 +19,14 @@ use squashbox_fixtures::prereq;
 const USER: &str = "squashbox-test";
 
 fn ensure_user() -> Option<(u32, u32)> {
+    ensure_named_user(USER)
+}
+
+/// Create system user `name` unless it exists; its uid and gid.
+fn ensure_named_user(name: &str) -> Option<(u32, u32)> {
     let id = |flag: &str| {
         Command::new("id")
-            .args([flag, USER])
+            .args([flag, name])
             .output()
             .ok()
             .filter(|o| o.status.success())
@@ -34,12 +39,12 @@ fn ensure_user() -> Option<(u32, u32)> {
                 "--no-create-home",
                 "--shell",
                 "/bin/sh",
-                USER,
+                name,
             ]),
             Duration::from_secs(30),
         );
         if !ok && !out.contains("already exists") {
-            prereq::skip(&format!("needs a test user: useradd {USER} failed: {out}"));
+            prereq::skip(&format!("needs a test user: useradd {name} failed: {out}"));
             return None;
         }
     }
@@ -57,6 +62,7 @@ fn as_user(devdir: &Path, cwd: &Path, ids: (u32, u32), script: &str) -> (bool, S
         "private",
         "--pid",
         "--fork",
+        "--mount-proc",
         "--kill-child",
         "--",
     ])
@@ -151,4 +157,81 @@ fn a_plain_user_runs_the_busybox_sif() {
             ids.0
         )
     );
+}
+
+/// The user of the subordinate-id test, and the ranges it gets in /etc/subuid and /etc/subgid.
+const SUBID_USER: &str = "squashbox-subid";
+const SUBID_START: u64 = 3_100_000;
+const SUBID_COUNT: u64 = 65_536;
+
+/// Give `name` a range in `file` unless it has one already (as `usermod --add-subuids` would).
+fn ensure_subid_range(file: &str, name: &str) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    if text.lines().any(|l| l.split(':').next() == Some(name)) {
+        return;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    use std::io::Write;
+    writeln!(f, "{name}:{SUBID_START}:{SUBID_COUNT}").unwrap();
+}
+
+#[test]
+fn fakeroot_maps_the_subordinate_ranges_through_newuidmap() {
+    if !prereq::require_root("creating a test user with /etc/subuid ranges")
+        || !prereq::require_path(Path::new("/dev/fuse"))
+        || !prereq::require_tools(&[
+            "useradd",
+            "setpriv",
+            "unshare",
+            "mknod",
+            "newuidmap",
+            "newgidmap",
+        ])
+    {
+        return;
+    }
+    let Some(ids) = ensure_named_user(SUBID_USER) else {
+        return;
+    };
+    ensure_subid_range("/etc/subuid", SUBID_USER);
+    ensure_subid_range("/etc/subgid", SUBID_USER);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sb = dir.path().join("squashbox");
+    std::fs::copy(bin(), &sb).unwrap();
+    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let img = dir.path().join("busybox_amd64.sif");
+    std::fs::copy(busybox_sif(), &img).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = format!(
+        "{sb} exec --fakeroot {img} sh -c 'id -u; cat /proc/self/uid_map /proc/self/gid_map; \
+         echo $HOME'; {sb} exec --fakeroot --ignore-subuid {img} cat /proc/self/uid_map",
+        sb = sb.display(),
+        img = img.display()
+    );
+    let (ok, out) = as_user(&dir.path().join("dev"), dir.path(), ids, &script);
+    assert!(ok, "{out}");
+    let words: Vec<Vec<String>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    let line = |v: &[String]| v.join(" ");
+    let expect = |id: u32| {
+        vec![
+            format!("0 {id} 1"),
+            format!("1 {SUBID_START} {SUBID_COUNT}"),
+        ]
+    };
+    let got: Vec<String> = words.iter().map(|w| line(w)).collect();
+    let mut want = vec!["0".to_string()];
+    want.extend(expect(ids.0));
+    want.extend(expect(ids.1));
+    want.push("/root".into());
+    // --ignore-subuid: root-mapped to the user alone.
+    want.push(format!("0 {} 1", ids.0));
+    assert_eq!(got, want, "{out}");
 }
