@@ -427,3 +427,87 @@ fn a_killed_run_leaves_no_lock_or_server_and_the_next_run_recovers_the_overlay()
         assert_clean(&img, 0);
     }
 }
+
+#[test]
+fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
+    if !ready() || !prereq::require_tools(&["mksquashfs"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::create_dir_all(t.join("data/sub")).unwrap();
+    std::fs::write(t.join("data/sub/h.txt"), "from the squashfs\n").unwrap();
+    let sq = t.join("d.sqfs");
+    let o = Command::new("mksquashfs")
+        .args([t.join("data").as_os_str(), sq.as_os_str()])
+        .args(["-quiet", "-noappend", "-no-progress"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    // A SIF with an overlay partition holding a file, and a bare overlay image.
+    let sif = t.join("c.sif");
+    std::fs::copy(busybox_sif(), &sif).unwrap();
+    let s = sif.to_str().unwrap();
+    let o = sb(t, &["overlay", "create", "--size", "64", s]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let o = sb(
+        t,
+        &[
+            "exec",
+            "--fakeroot",
+            "-w",
+            s,
+            "sh",
+            "-c",
+            "echo in-sif > /w",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe(&o));
+    let img = overlay_image(t);
+    let o = sb(
+        t,
+        &[
+            "exec",
+            "--fakeroot",
+            "-o",
+            img.to_str().unwrap(),
+            s,
+            "sh",
+            "-c",
+            "echo in-img > /v",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe(&o));
+    let list = sb(t, &["sif", "list", s]);
+    let overlay_id = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .find(|l| l.contains("Ext3/Overlay"))
+        .and_then(|l| l.split('|').next())
+        .map(|id| id.trim().to_string())
+        .expect("the overlay partition in `sif list`");
+    let busybox = busybox_sif();
+    let binds = [
+        format!("{}:/mnt/a:image-src=/sub", sq.display()),
+        format!("{s}:/mnt/b:id={overlay_id},image-src=/upper"),
+        format!("{}:/mnt/c:image-src=/upper", img.display()),
+    ];
+    let mut args = vec!["exec"];
+    for b in &binds {
+        args.extend(["-B", b.as_str()]);
+    }
+    let script = "cat /mnt/a/h.txt /mnt/b/w /mnt/c/v; touch /mnt/a/x 2>&1";
+    args.extend([busybox.to_str().unwrap(), "sh", "-c", script]);
+    let o = sb(t, &args);
+    assert_eq!(
+        stdout(&o),
+        "from the squashfs\nin-sif\nin-img\ntouch: /mnt/a/x: Read-only file system\n",
+        "{}",
+        describe(&o)
+    );
+    // Not an image: one line, exit 255, before the container starts.
+    let bad = format!("{}:/mnt:image-src=/", t.join("data/sub/h.txt").display());
+    let o = sb(t, &["exec", "-B", &bad, busybox.to_str().unwrap(), "true"]);
+    assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("not a SquashFS or ext3 image"), "{err}");
+}

@@ -176,9 +176,8 @@ fn drop_session(session: &Path) {
     let _ = std::fs::remove_dir(session);
 }
 
-/// Mount the session tmpfs and the FUSE root; returns the `/dev/fuse` fd of the root.
-fn mount_session(sys: &dyn Syscall, p: &Prepared, session: &Path) -> Result<OwnedFd> {
-    crate::session::setup(sys, session, &p.plan.session_dirs)?;
+/// Open `/dev/fuse` for one mount.
+fn open_fuse() -> Result<OwnedFd> {
     let dev = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -188,14 +187,36 @@ fn mount_session(sys: &dyn Syscall, p: &Prepared, session: &Path) -> Result<Owne
                 "cannot open /dev/fuse: {e}; FUSE is needed to run images, see `squashbox doctor`"
             )
         })?;
-    let fd: OwnedFd = dev.into();
+    Ok(dev.into())
+}
+
+/// Mount the session tmpfs, the FUSE root and the bound images; returns the `/dev/fuse`
+/// fds of the root and of each bound image.
+fn mount_session(
+    sys: &dyn Syscall,
+    p: &Prepared,
+    session: &Path,
+) -> Result<(OwnedFd, Vec<OwnedFd>)> {
+    crate::session::setup(sys, session, &p.plan.session_dirs)?;
+    let fd = open_fuse()?;
     let writable = !matches!(p.layers.upper, crate::writable::Upper::None);
     crate::session::mount_root(sys, session, crate::process::raw(&fd), writable, &p.maps)?;
-    Ok(fd)
+    let mut binds = Vec::new();
+    for n in 0..p.plan.image_binds.len() {
+        let b = open_fuse()?;
+        crate::session::mount_image_bind(sys, session, n, crate::process::raw(&b), &p.maps)?;
+        binds.push(b);
+    }
+    Ok((fd, binds))
 }
 
 /// Fork the server. Returns once it serves, or with its one-line error.
-fn start_server(spec: ServerSpec, fd: OwnedFd, session: &Path) -> Result<(Pid, OwnedFd)> {
+fn start_server(
+    spec: ServerSpec,
+    fd: OwnedFd,
+    bind_fds: Vec<OwnedFd>,
+    session: &Path,
+) -> Result<(Pid, OwnedFd)> {
     let (ready_r, ready_w) = pipe().map_err(RuntimeError)?;
     let (pivot_r, pivot_w) = pipe().map_err(RuntimeError)?;
     // SAFETY: this process has a single thread here, so the child may run any code.
@@ -224,7 +245,7 @@ fn start_server(spec: ServerSpec, fd: OwnedFd, session: &Path) -> Result<(Pid, O
                 }
                 Err(e) => send(&ready_w, format!("f{e}").as_bytes()),
             });
-            let code = match crate::server::serve(&spec, fd, ready) {
+            let code = match crate::server::serve(&spec, fd, bind_fds, ready) {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
@@ -235,6 +256,7 @@ fn start_server(spec: ServerSpec, fd: OwnedFd, session: &Path) -> Result<(Pid, O
         }
         ForkResult::Parent { child } => {
             drop(fd);
+            drop(bind_fds);
             drop(ready_w);
             drop(pivot_r);
             let msg = receive_one(&ready_r);
@@ -370,7 +392,7 @@ pub fn run(opts: &RunOptions, action: Action, args: &[String]) -> RuntimeError {
     let result = (|| {
         let upper = crate::server::upper_of(&p.layers.upper, &session, &p.image.path)
             .map_err(RuntimeError)?;
-        let fd = mount_session(&sys, &p, &session)?;
+        let (fd, bind_fds) = mount_session(&sys, &p, &session)?;
         let spec = ServerSpec {
             image: p.image.path.clone(),
             root: p.image.root,
@@ -378,10 +400,11 @@ pub fn run(opts: &RunOptions, action: Action, args: &[String]) -> RuntimeError {
             skeleton_dir: session.join("skeleton"),
             needed: p.plan.skeleton.clone(),
             upper,
+            image_binds: p.plan.image_binds.clone(),
             cache_mib: 64,
         };
         let holds_image = spec.holds_ext3();
-        let (server, pivot_w) = start_server(spec, fd, &session)?;
+        let (server, pivot_w) = start_server(spec, fd, bind_fds, &session)?;
         generate_files(&p, &session)?;
         enter_and_exec(&sys, &p, &session, pivot_w, holds_image.then_some(server))
     })();

@@ -26,6 +26,7 @@
 
 pub mod actions;
 pub mod bind;
+pub mod bound_images;
 pub mod doctor;
 pub mod env;
 pub mod ext3_layer;

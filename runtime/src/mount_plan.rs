@@ -108,6 +108,19 @@ pub struct Plan {
     pub home: PathBuf,
     /// The working directory inside the container.
     pub cwd: PathBuf,
+    /// Images bound in (`-B IMG:DST:image-src=PATH[,id=N]`); image `n` is served on a
+    /// FUSE mount of its own at `session/images/n`, and bound from there.
+    pub image_binds: Vec<ImageBind>,
+}
+
+/// An image bound into the container: an image file (SquashFS or ext3, bare or a SIF's
+/// partition) that the server serves read-only beside the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageBind {
+    /// The image file (absolute).
+    pub image: PathBuf,
+    /// `id=N`: the SIF partition (default: the SIF's primary partition).
+    pub id: Option<u32>,
 }
 
 const DEV_NODES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
@@ -277,6 +290,7 @@ pub fn build(opts: &RunOptions, host: &Host, new_pid_ns: bool, probe: &dyn Probe
             session_dirs: Vec::new(),
             home: host.home.clone(),
             cwd: host.cwd.clone(),
+            image_binds: Vec::new(),
         },
     };
     b.dev();
@@ -376,15 +390,46 @@ pub fn build(opts: &RunOptions, host: &Host, new_pid_ns: bool, probe: &dyn Probe
 }
 
 fn add_user_bind(b: &mut Builder<'_>, bind: &BindSpec) -> Result<()> {
-    if bind.image_src.is_some() || bind.id.is_some() {
+    let src = std::path::absolute(&bind.src).unwrap_or_else(|_| PathBuf::from(&bind.src));
+    if bind.image_src.is_none() && bind.id.is_none() {
+        return b.bind_host(&src, Path::new(&bind.dst), bind.ro, false);
+    }
+    // An image bind: always read-only (the image's own filesystem is not written).
+    let dst = Path::new(&bind.dst);
+    if b.skipped(dst) {
+        return Ok(());
+    }
+    if b.probe.kind(&src) != Some(Kind::File) {
         return Err(rt_err!(
-            "bind {}: image binds (image-src=, id=) are not supported yet; extract the data \
-             or bind a directory",
+            "bind {}: image-src= and id= need an image file (SquashFS, ext3 or SIF)",
             bind.src
         ));
     }
-    let src = std::path::absolute(&bind.src).unwrap_or_else(|_| PathBuf::from(&bind.src));
-    b.bind_host(&src, Path::new(&bind.dst), bind.ro, false)
+    let mount = format!("images/{}", b.plan.image_binds.len());
+    b.plan.image_binds.push(ImageBind {
+        image: src,
+        id: bind.id,
+    });
+    b.plan.session_dirs.push(mount.clone().into());
+    let inner = bind
+        .image_src
+        .as_deref()
+        .unwrap_or("/")
+        .trim_start_matches('/');
+    let rel = if inner.is_empty() {
+        mount
+    } else {
+        format!("{mount}/{inner}")
+    };
+    b.need(dst, Kind::Dir);
+    b.plan.steps.push(Step::Bind {
+        src: Source::Session(rel.into()),
+        dst: dst.to_path_buf(),
+        recursive: false,
+        ro: true,
+        if_in_image: false,
+    });
+    Ok(())
 }
 
 /// Join a container path onto `root`.

@@ -206,7 +206,45 @@ fn no_home_custom_home_and_missing_sources() {
         binds: parse_bind_arg("/data/x.sif:/d:image-src=/").unwrap(),
         ..Default::default()
     };
-    assert!(build(&opts, &Host::example(), false, &Fake).is_err());
+    let e = build(&opts, &Host::example(), false, &Fake).unwrap_err();
+    assert!(e.0.contains("need an image file"), "{e:?}");
+}
+
+#[test]
+fn image_binds_are_served_under_the_session_and_bound_read_only() {
+    let mut binds = parse_bind_arg("/data/file:/d:image-src=/sub/dir,id=3").unwrap();
+    binds.extend(parse_bind_arg("/data/file:/e:image-src=/").unwrap());
+    let opts = RunOptions {
+        binds,
+        ..Default::default()
+    };
+    let plan = build(&opts, &Host::example(), false, &Fake).unwrap();
+    let text = render(&plan);
+    assert!(
+        text.contains(&"bind session:images/0/sub/dir -> /d ro".to_string()),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&"bind session:images/1 -> /e ro".to_string()),
+        "{text:?}"
+    );
+    assert_eq!(
+        plan.image_binds,
+        vec![
+            ImageBind {
+                image: "/data/file".into(),
+                id: Some(3)
+            },
+            ImageBind {
+                image: "/data/file".into(),
+                id: None
+            }
+        ]
+    );
+    for n in ["images/0", "images/1"] {
+        assert!(plan.session_dirs.contains(&PathBuf::from(n)));
+    }
+    assert!(plan.skeleton.contains(&(PathBuf::from("/d"), Kind::Dir)));
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct ServerSpec {
     pub needed: Vec<(PathBuf, Kind)>,
     /// The writable upper.
     pub upper: Option<UpperDir>,
+    /// Images bound in, each served on its own connection (see [`crate::bound_images`]).
+    pub image_binds: Vec<crate::mount_plan::ImageBind>,
     /// Block cache size in MiB.
     pub cache_mib: usize,
 }
@@ -266,17 +268,29 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
     Ok((Arc::new(overlay), name))
 }
 
-/// Serve `spec` on the mounted FUSE connection `fd` until the mount goes away. `ready` is
-/// called once with the outcome of opening. Call in a process with no other thread.
+/// Serve `spec` on the mounted FUSE connection `fd` until the mount goes away, and each
+/// bound image on its fd of `bind_fds`. `ready` is called once with the outcome of opening
+/// them all. Call in a process with no other thread.
 pub fn serve(
     spec: &ServerSpec,
     fd: OwnedFd,
+    bind_fds: Vec<OwnedFd>,
     ready: squashbox_fuse::Readiness<'_>,
 ) -> Result<(), String> {
     let opts = ServeOptions {
         cache_mib: spec.cache_mib,
         ..Default::default()
     };
-    let opener: squashbox_fuse::Opener<'_> = Box::new(|_o: &ServeOptions| open_root(spec));
+    let opener: squashbox_fuse::Opener<'_> = Box::new(move |_o: &ServeOptions| {
+        let root = open_root(spec)?;
+        let mut bound = Vec::new();
+        for b in &spec.image_binds {
+            bound.push(crate::bound_images::open(b, spec.cache_mib)?);
+        }
+        for ((fs, name), fd) in bound.into_iter().zip(bind_fds) {
+            crate::bound_images::spawn_server(fs, name, fd, spec.cache_mib)?;
+        }
+        Ok(root)
+    });
     squashbox_fuse::serve(opener, MountTarget::Fd(fd), &opts, ready)
 }

@@ -51,6 +51,36 @@ pub fn mount_root(
     writable: bool,
     maps: &IdMaps,
 ) -> Result<()> {
+    mount_fuse(sys, &session.join("root"), fuse_fd, writable, maps)
+        .map_err(|e| rt_err!("mounting the image: {e}; see `squashbox doctor`"))
+}
+
+/// Mount bound image `n` (read-only) at `session/images/n` on the FUSE connection
+/// `fuse_fd`.
+pub fn mount_image_bind(
+    sys: &dyn Syscall,
+    session: &Path,
+    n: usize,
+    fuse_fd: i32,
+    maps: &IdMaps,
+) -> Result<()> {
+    mount_fuse(
+        sys,
+        &session.join(format!("images/{n}")),
+        fuse_fd,
+        false,
+        maps,
+    )
+    .map_err(|e| rt_err!("mounting bound image {n}: {e}; see `squashbox doctor`"))
+}
+
+fn mount_fuse(
+    sys: &dyn Syscall,
+    at: &Path,
+    fuse_fd: i32,
+    writable: bool,
+    maps: &IdMaps,
+) -> std::result::Result<(), String> {
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if !writable {
         flags |= MsFlags::MS_RDONLY;
@@ -61,12 +91,11 @@ pub fn mount_root(
     );
     sys.mount(
         Some(Path::new("squashbox")),
-        &session.join("root"),
+        at,
         Some("fuse.squashbox"),
         flags,
         Some(&data),
     )
-    .map_err(|e| rt_err!("mounting the image: {e}; see `squashbox doctor`"))
 }
 
 /// Move into `root`: a mount namespace of the container's own (so the pivot does not move

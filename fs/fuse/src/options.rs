@@ -45,6 +45,9 @@ pub struct ServeOptions {
     pub print_stats: bool,
     /// Options passed to the kernel mount (ro is always added).
     pub mount_options: Vec<MountOption>,
+    /// Stop on SIGTERM, SIGINT and SIGHUP (default). Off for a second session in a process
+    /// whose first session already handles them.
+    pub handle_signals: bool,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +70,7 @@ impl Default for ServeOptions {
             debug: false,
             print_stats: false,
             mount_options: Vec::new(),
+            handle_signals: true,
         }
     }
 }

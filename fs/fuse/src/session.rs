@@ -232,12 +232,14 @@ pub fn serve(
     report(Ok(()));
 
     let stopping = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(
-        signals,
-        mountpoint.clone(),
-        Arc::clone(&stopping),
-        Arc::clone(&fs),
-    );
+    if opts.handle_signals {
+        spawn_signal_thread(
+            signals,
+            mountpoint.clone(),
+            Arc::clone(&stopping),
+            Arc::clone(&fs),
+        );
+    }
     if let (Some(timeout), Some(activity)) = (opts.idle_timeout, activity) {
         spawn_idle_thread(
             timeout,
