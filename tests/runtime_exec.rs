@@ -676,3 +676,93 @@ fn a_killed_container_leaves_no_server_session_or_mount_behind() {
     assert!(gone, "the server {server} outlived its container");
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
+
+#[test]
+fn run_starts_an_oci_entrypoint_in_an_image_without_a_shell() {
+    if !ready() || !prereq::require_tools(&["mksquashfs"]) {
+        return;
+    }
+    // A distroless-like image: one static busybox, no /bin/sh, no runscript; the SIF holds
+    // the image config `apptainer build` stores for OCI-derived images.
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree/bin");
+    std::fs::create_dir_all(&tree).unwrap();
+    let bb = Command::new(bin())
+        .args([
+            "squashfs",
+            "cat",
+            busybox_sif().to_str().unwrap(),
+            "/bin/busybox",
+        ])
+        .output()
+        .unwrap();
+    assert!(bb.status.success(), "{}", describe(&bb));
+    std::fs::write(tree.join("busybox"), &bb.stdout).unwrap();
+    std::fs::set_permissions(
+        tree.join("busybox"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sq = t.path().join("root.sqfs");
+    let o = Command::new("mksquashfs")
+        .args([t.path().join("tree").as_os_str(), sq.as_os_str()])
+        .args(["-quiet", "-noappend", "-no-progress"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let conf = t.path().join("oci-config.json");
+    std::fs::write(
+        &conf,
+        r#"{"config":{"Entrypoint":["/bin/busybox","echo"],"Cmd":["the","command"]}}"#,
+    )
+    .unwrap();
+    let sif = t.path().join("oci.sif");
+    let s = sif.to_str().unwrap();
+    for args in [
+        vec!["sif", "new", s],
+        vec![
+            "sif",
+            "add",
+            "--datatype",
+            "6",
+            "--filename",
+            "oci-config.json",
+            "--groupid",
+            "1",
+            s,
+            conf.to_str().unwrap(),
+        ],
+        vec![
+            "sif",
+            "add",
+            "--datatype",
+            "4",
+            "--parttype",
+            "2",
+            "--partfs",
+            "1",
+            "--partarch",
+            "2",
+            "--groupid",
+            "1",
+            s,
+            sq.to_str().unwrap(),
+        ],
+    ] {
+        let o = sb(&args);
+        assert!(o.status.success(), "{args:?}: {}", describe(&o));
+    }
+    let o = sb(&["run", s]);
+    assert_eq!(stdout(&o), "the command\n", "{}", describe(&o));
+    // Arguments replace the command, not the entrypoint.
+    let o = sb(&["run", s, "given"]);
+    assert_eq!(stdout(&o), "given\n", "{}", describe(&o));
+    // Without a shell, only run (with an entrypoint) and exec can start anything.
+    let o = sb(&["shell", s]);
+    assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no /bin/sh"),
+        "{}",
+        describe(&o)
+    );
+}

@@ -60,6 +60,8 @@ pub struct Prepared {
     pub args: Vec<String>,
     /// `--no-eval`.
     pub no_eval: bool,
+    /// An OCI-derived image's entrypoint and command (used by `run` without a runscript).
+    pub oci: Option<crate::actions::OciProcess>,
 }
 
 /// Check and plan a run; nothing is changed on the system.
@@ -94,6 +96,12 @@ pub fn prepare(opts: &RunOptions, action: Action, args: &[String]) -> Result<Pre
     if action == Action::Exec && args.is_empty() {
         return Err(rt_err!("exec needs a command to run in the container"));
     }
+    let oci = match image.kind {
+        crate::writable::ImageKind::Sif { .. } if action == Action::Run => {
+            crate::oci::from_sif(&image.path)
+        }
+        _ => None,
+    };
     Ok(Prepared {
         image,
         plan,
@@ -104,6 +112,7 @@ pub fn prepare(opts: &RunOptions, action: Action, args: &[String]) -> Result<Pre
         action,
         args: args.to_vec(),
         no_eval: opts.no_eval,
+        oci,
     })
 }
 
@@ -344,21 +353,24 @@ fn enter_and_exec(
 
 /// Exec the action; returns the error message if it could not.
 fn exec_action(p: &Prepared) -> String {
-    let tail = crate::actions::tail(p.action, None);
+    let tail = crate::actions::tail(p.action, p.oci.as_ref());
     if Path::new("/bin/sh").exists() {
         let script = crate::env::script(&p.env, p.no_eval, "/.singularity.d/env", &tail);
         let mut argv = vec!["/bin/sh".into(), "-c".into(), script, "squashbox".into()];
         argv.extend(p.args.iter().cloned());
         return crate::process::exec(&argv, &p.env.base);
     }
-    // No shell in the image: only exec can work, with the environment set directly.
-    if p.action != Action::Exec {
-        return format!("the container has no /bin/sh to {}", p.action.name());
-    }
+    // No shell in the image (a distroless OCI image): exec, or run an OCI entrypoint, can
+    // still work, with the environment set directly.
+    let argv = match (p.action, &p.oci) {
+        (Action::Exec, _) => p.args.clone(),
+        (Action::Run, Some(oci)) => oci.argv(&p.args),
+        _ => return format!("the container has no /bin/sh to {}", p.action.name()),
+    };
     let mut env = p.env.base.clone();
     env.extend(p.env.inherited.iter().cloned());
     env.extend(p.env.overrides.iter().cloned());
-    crate::process::exec(&p.args, &env)
+    crate::process::exec(&argv, &env)
 }
 
 /// Run the container: on success this never returns (the process becomes the payload).

@@ -37,6 +37,7 @@ pub mod inspect;
 pub mod launch;
 pub mod mount_plan;
 pub mod namespaces;
+pub mod oci;
 pub mod options;
 pub mod passwd;
 pub mod process;
