@@ -1,5 +1,6 @@
 //! ext3 overlays in the runtime: an `--overlay IMG` made by `squashbox overlay create`, and
-//! a SIF's embedded overlay partition (a read-only lower by default, the upper with `-w`).
+//! a SIF's embedded overlay partition (a read-only lower by default, the upper with `-w`);
+//! image binds; and ext3 images as layers of `squashbox overlay mount`.
 //! Each is served by the container's one server with our ext3 driver; e2fsck, dumpe2fs,
 //! debugfs and the kernel's ext3 are the oracles for what lands in the image. Also the
 //! fcntl byte-range locks Apptainer takes on the same images, and a killed run.
@@ -510,4 +511,72 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("not a SquashFS or ext3 image"), "{err}");
+}
+
+/// `squashbox overlay mount -f ARGS DIR` in the foreground, until [`fuse::stop_server`].
+fn overlay_foreground(dir: &Path, args: &[&str]) -> fuse::MountGuard {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new(bin())
+        .args(["overlay", "mount", "-f"])
+        .args(args)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = fuse::MountGuard::new(dir);
+    guard.child = Some(child);
+    let child = guard.child.as_mut().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || fuse::is_mounted(dir)
+            || child.try_wait().unwrap().is_some()),
+        "overlay mount {args:?} did not start"
+    );
+    assert!(fuse::is_mounted(dir), "overlay mount {args:?} failed");
+    guard
+}
+
+#[test]
+fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
+    if !prereq::require_root("FUSE mounts on the host")
+        || !prereq::require_tools(&["e2fsck", "dumpe2fs", "debugfs"])
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = overlay_image(tmp.path());
+    let i = img.to_str().unwrap();
+    let sif = busybox_sif();
+    let s = sif.to_str().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let mut g = overlay_foreground(&mnt, &["--lower", s, "--upper-image", i]);
+    std::fs::write(mnt.join("new.txt"), "new\n").unwrap();
+    std::fs::remove_file(mnt.join("bin/false")).unwrap();
+    fuse::stop_server(&mut g);
+    drop(g);
+    assert_clean(&img, 0);
+    assert_eq!(debugfs_cat(&img, 0, "/upper/new.txt"), "new\n");
+    // The image as a read-only lower over the SIF shows its upper/ with the whiteout.
+    let lowers = format!("{i}:{s}");
+    let mut g = overlay_foreground(&mnt, &["--lower", &lowers]);
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(!mnt.join("bin/false").exists());
+    assert!(mnt.join("bin/true").exists());
+    fuse::stop_server(&mut g);
+    // Not an ext3 image: one line, failure.
+    let o = Command::new(bin())
+        .args(["overlay", "mount", "-f", "--lower", s, "--upper-image", s])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not an ext3 image"),
+        "{}",
+        describe(&o)
+    );
 }

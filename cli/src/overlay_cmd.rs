@@ -37,7 +37,8 @@ enum OverlayCommand {
 Layers: each --lower takes a colon-separated list, top first (write \\: for a colon in a \
 name); several --lower options stack in the order given, the first on top. An entry is a \
 directory, a SquashFS image, or a SIF file (its primary system partition; FILE@ID serves \
-the partition with descriptor ID). Without --upper the mount is read-only; with it, \
+the partition with descriptor ID); an ext3 overlay image shows its upper/ read-only. \
+Without --upper (or --upper-image) the mount is read-only; with it, \
 changes go to the upper directory (whiteouts as 0/0 character devices, as the kernel \
 overlay writes them), and --work must name an empty directory on the same filesystem.\n\n\
 Example: squashbox overlay mount --lower app.sif:/opt/extra --upper /tmp/u --work /tmp/w /mnt")]
@@ -51,6 +52,10 @@ pub struct MountArgs {
     /// The work directory (same filesystem as --upper).
     #[arg(long, short = 'w', value_name = "DIR")]
     work: Option<PathBuf>,
+    /// An ext3 overlay image (or a SIF with an overlay partition) as the upper layer: its
+    /// upper/ and work/ (made if missing) hold the changes. Instead of --upper and --work.
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["upper", "work"])]
+    upper_image: Option<PathBuf>,
     /// Directory to mount on (or /dev/fd/N: an already-mounted /dev/fuse fd).
     mountpoint: PathBuf,
     /// Stay in the foreground (default: detach once the mount is ready).
@@ -93,7 +98,16 @@ fn run_mount(args: MountArgs) -> ExitCode {
     o.serve.debug |= args.debug;
     let foreground = args.foreground || o.serve.debug;
     match stack_of(&o) {
-        Ok(stack) => serve_stack(stack, &args.mountpoint, o.serve, foreground, PROG),
+        Ok(mut stack) => {
+            stack.upper_image = args.upper_image.clone();
+            serve_stack(
+                stack.absolute(),
+                &args.mountpoint,
+                o.serve,
+                foreground,
+                PROG,
+            )
+        }
         Err(e) => {
             eprintln!("{PROG}: {e}");
             ExitCode::FAILURE
@@ -116,6 +130,7 @@ pub fn stack_of(o: &OverlayOptions) -> Result<Stack, String> {
     Ok(Stack {
         lowers,
         upper,
+        upper_image: None,
         ids: o.ids.clone(),
     }
     .absolute())

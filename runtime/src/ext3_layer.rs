@@ -61,6 +61,44 @@ impl Ext3Image {
     }
 }
 
+/// What `path` holds as ext3, if anything: a bare ext3 image (with no `id`), or SIF
+/// partition `id` when it is ext3 (with no `id`: the SIF's overlay partition when
+/// `overlay` asks for it, else its primary partition).
+pub fn detect(path: &Path, id: Option<u32>, overlay: bool) -> Result<Option<Ext3Image>, String> {
+    use std::os::unix::fs::FileExt;
+    let name = path.display();
+    let f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    match squashbox_sif::Sif::load(&f) {
+        Ok(sif) => {
+            let loc = match (id, overlay) {
+                (Some(id), _) => sif
+                    .partition_by_id(id)
+                    .map_err(|e| format!("{name}: {e}"))?,
+                (None, true) => match sif.overlay_partitions().into_iter().next() {
+                    Some(l) => l,
+                    None => return Ok(None),
+                },
+                (None, false) => sif.primary_rootfs().map_err(|e| format!("{name}: {e}"))?,
+            };
+            if loc.fs_type != squashbox_sif::FsType::EXT3.0 {
+                return Ok(None);
+            }
+            Ok(Some(Ext3Image::sif_partition(path, loc.id)?))
+        }
+        Err(squashbox_sif::Error::NotSif(_)) if id.is_none() => {
+            let mut magic = [0u8; 2];
+            let ext3 = f.read_exact_at(&mut magic, 1080).is_ok() && magic == [0x53, 0xef];
+            Ok(if ext3 {
+                Some(Ext3Image::file(path)?)
+            } else {
+                None
+            })
+        }
+        Err(squashbox_sif::Error::NotSif(_)) => Ok(None),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
+}
+
 /// Take the lock on `img` (write lock when `writable`) on a descriptor of its own, held until
 /// this process ends.
 pub fn lock(img: &Ext3Image, writable: bool) -> Result<(), String> {
@@ -87,7 +125,7 @@ pub fn lock(img: &Ext3Image, writable: bool) -> Result<(), String> {
         let e = std::io::Error::last_os_error();
         return Err(match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EACCES) => format!(
-                "{} is in use by another container{}; wait for it to end{}",
+                "{} is in use by another container or mount{}; wait for it to end{}",
                 img.what,
                 if writable { "" } else { " that writes to it" },
                 if writable {

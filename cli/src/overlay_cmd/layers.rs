@@ -1,6 +1,7 @@
 //! Naming the layers: lower lists (`A:B:C` with `\:` and `\\` escapes), what each entry is
-//! (a directory, a SquashFS image, or a SIF with an optional `@ID` partition), and the
-//! upper and work directories (both or neither, on one filesystem, neither inside the other).
+//! (a directory, a SquashFS or ext3 image, or a SIF with an optional `@ID` partition), and
+//! the upper: directories (both or neither, on one filesystem, neither inside the other) or
+//! an ext3 image holding `upper/` and `work/`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use squashbox_fuse::options::ServeOptions;
 use squashbox_hostdir::{HostDir, HostDirOptions};
 use squashbox_overlay::idmap::{IdMapped, IdOptions};
-use squashbox_overlay::{Overlay, UpperLayer};
+use squashbox_overlay::{LowerLayer, Overlay, UpperLayer};
+use squashbox_runtime::ext3_layer;
 use squashbox_squashfs::{FsOptions, ImageOptions, SquashFs, open_image};
 use squashbox_vfs::Filesystem;
 
@@ -46,6 +48,9 @@ pub struct Stack {
     pub lowers: Vec<Lower>,
     /// The upper layer, if writable.
     pub upper: Option<Upper>,
+    /// An ext3 image (or a SIF's overlay partition) holding `upper/` and `work/`, as the
+    /// upper layer instead of `upper`.
+    pub upper_image: Option<PathBuf>,
     /// How owners and link counts are shown.
     pub ids: IdOptions,
 }
@@ -166,18 +171,24 @@ pub fn upper_of(upper: Option<&Path>, work: Option<&Path>) -> Result<Option<Uppe
     }))
 }
 
-fn open_lower(l: &Lower, opts: &ServeOptions) -> Result<Arc<dyn Filesystem>, String> {
+fn open_lower(l: &Lower, opts: &ServeOptions) -> Result<LowerLayer, String> {
     match l {
         Lower::Dir(p) => {
             let o = HostDirOptions {
                 read_only: true,
                 ..Default::default()
             };
-            Ok(Arc::new(HostDir::open(p, o).map_err(|e| {
+            Ok(whole(Arc::new(HostDir::open(p, o).map_err(|e| {
                 format!("lower layer {}: {e}", p.display())
-            })?))
+            })?)))
         }
         Lower::Image { path, partition } => {
+            if let Some(img) = ext3_layer::detect(path, *partition, false)? {
+                // An ext3 overlay image used read-only shows its upper/, as Apptainer's.
+                let fs = ext3_layer::open(&img, false)?;
+                let dir = ext3_layer::lower_dir(&*fs);
+                return Ok(LowerLayer { fs, dir });
+            }
             let io = ImageOptions {
                 offset: None,
                 partition: *partition,
@@ -190,8 +201,15 @@ fn open_lower(l: &Lower, opts: &ServeOptions) -> Result<Arc<dyn Filesystem>, Str
                 subdir: None,
                 prefetch_bytes: opts.prefetch_bytes(img.superblock().block_size),
             };
-            Ok(Arc::new(SquashFs::new(img, &name, fo)?))
+            Ok(whole(Arc::new(SquashFs::new(img, &name, fo)?)))
         }
+    }
+}
+
+fn whole(fs: Arc<dyn Filesystem>) -> LowerLayer {
+    LowerLayer {
+        fs,
+        dir: String::new(),
     }
 }
 
@@ -208,6 +226,9 @@ impl Stack {
                 Lower::Dir(p) | Lower::Image { path: p, .. } => abs(p),
             }
         }
+        if let Some(p) = &mut self.upper_image {
+            abs(p);
+        }
         self
     }
 
@@ -223,9 +244,22 @@ impl Stack {
             .iter()
             .map(|l| open_lower(l, opts))
             .collect::<Result<Vec<_>, _>>()?;
-        let upper = match &self.upper {
-            None => None,
-            Some(u) => {
+        let upper = match (&self.upper, &self.upper_image) {
+            (_, Some(p)) => {
+                let img = ext3_layer::detect(p, None, true)?.ok_or_else(|| {
+                    format!(
+                        "upper image {}: not an ext3 image or a SIF with an overlay partition",
+                        p.display()
+                    )
+                })?;
+                Some(UpperLayer {
+                    fs: ext3_layer::open(&img, true)?,
+                    upper: "upper".into(),
+                    work: "work".into(),
+                })
+            }
+            (None, None) => None,
+            (Some(u), None) => {
                 let fs = HostDir::open(&u.base, HostDirOptions::default())
                     .map_err(|e| format!("upper directory: {e}"))?;
                 Some(UpperLayer {
@@ -235,7 +269,7 @@ impl Stack {
                 })
             }
         };
-        let ovl: Arc<dyn Filesystem> = Arc::new(Overlay::new(lowers, upper)?);
+        let ovl: Arc<dyn Filesystem> = Arc::new(Overlay::with_lowers(lowers, upper)?);
         if self.ids.is_identity() {
             Ok(ovl)
         } else {
