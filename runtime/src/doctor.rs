@@ -266,9 +266,9 @@ pub fn checks() -> Vec<Check> {
             Outcome::No
         },
         format!(
-            "subuid {:?}, subgid {:?}, newuidmap/newgidmap {}",
-            subs[0],
-            subs[1],
+            "subuid {}, subgid {}, newuidmap/newgidmap {}",
+            range_text(subs[0]),
+            range_text(subs[1]),
             if helpers { "found" } else { "missing" }
         ),
         "--fakeroot still works, root-mapped only; for full ranges an administrator adds \
@@ -370,4 +370,9 @@ pub fn render(checks: &[Check]) -> String {
         }
     }
     s
+}
+
+/// A subordinate range as `start+count`, or `none` for the user.
+fn range_text(r: Option<(u64, u64)>) -> String {
+    r.map_or_else(|| "none for this user".into(), |(s, c)| format!("{s}+{c}"))
 }
