@@ -6,6 +6,8 @@
 
 #[path = "common/fuse.rs"]
 mod fuse;
+#[path = "common/runtime.rs"]
+mod runtime;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -14,29 +16,7 @@ use std::process::{Command, Output};
 use fuse::{bin, busybox_sif};
 use squashbox_fixtures::prereq;
 
-/// What a run needs: a /dev/fuse this user may open, and user namespaces. Root is not
-/// needed (CI runs these as a plain user).
-fn ready() -> bool {
-    let fuse = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !prereq::require(fuse, "a /dev/fuse this user can open read-write") {
-        return false;
-    }
-    if !prereq::require_tools(&["unshare"]) {
-        return false;
-    }
-    let userns = Command::new("unshare")
-        .args(["--user", "--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    prereq::require(
-        userns,
-        "unprivileged user namespaces (see `squashbox doctor`)",
-    )
-}
+use runtime::ready;
 
 /// `squashbox ARGS` with a clean, known environment; stdin closed.
 fn sb(args: &[&str]) -> Output {

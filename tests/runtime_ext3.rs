@@ -7,6 +7,8 @@
 
 #[path = "common/fuse.rs"]
 mod fuse;
+#[path = "common/runtime.rs"]
+mod runtime;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
@@ -17,26 +19,9 @@ use std::time::Duration;
 use fuse::{bin, busybox_sif, wait_for};
 use squashbox_fixtures::prereq;
 
-/// What these runs need: a /dev/fuse this user may open, user namespaces, e2fsprogs.
+/// What these runs need: what every run needs, and e2fsprogs as the oracle.
 fn ready() -> bool {
-    let fuse = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !prereq::require(fuse, "a /dev/fuse this user can open read-write")
-        || !prereq::require_tools(&["unshare", "e2fsck", "dumpe2fs", "debugfs"])
-    {
-        return false;
-    }
-    let userns = Command::new("unshare")
-        .args(["--user", "--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    prereq::require(
-        userns,
-        "unprivileged user namespaces (see `squashbox doctor`)",
-    )
+    runtime::ready() && prereq::require_tools(&["e2fsck", "dumpe2fs", "debugfs"])
 }
 
 fn command(tmp: &Path, args: &[&str]) -> Command {
@@ -513,30 +498,6 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     assert!(err.contains("not a SquashFS or ext3 image"), "{err}");
 }
 
-/// `squashbox overlay mount -f ARGS DIR` in the foreground, until [`fuse::stop_server`].
-fn overlay_foreground(dir: &Path, args: &[&str]) -> fuse::MountGuard {
-    std::fs::create_dir_all(dir).unwrap();
-    let child = Command::new(bin())
-        .args(["overlay", "mount", "-f"])
-        .args(args)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = fuse::MountGuard::new(dir);
-    guard.child = Some(child);
-    let child = guard.child.as_mut().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(20), || fuse::is_mounted(dir)
-            || child.try_wait().unwrap().is_some()),
-        "overlay mount {args:?} did not start"
-    );
-    assert!(fuse::is_mounted(dir), "overlay mount {args:?} failed");
-    guard
-}
-
 #[test]
 fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
     if !prereq::require_root("FUSE mounts on the host")
@@ -550,7 +511,10 @@ fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
     let sif = busybox_sif();
     let s = sif.to_str().unwrap();
     let mnt = tmp.path().join("mnt");
-    let mut g = overlay_foreground(&mnt, &["--lower", s, "--upper-image", i]);
+    let mut g = fuse::serve_command_foreground(
+        &["overlay", "mount", "-f", "--lower", s, "--upper-image", i],
+        &mnt,
+    );
     std::fs::write(mnt.join("new.txt"), "new\n").unwrap();
     std::fs::remove_file(mnt.join("bin/false")).unwrap();
     fuse::stop_server(&mut g);
@@ -559,7 +523,8 @@ fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
     assert_eq!(debugfs_cat(&img, 0, "/upper/new.txt"), "new\n");
     // The image as a read-only lower over the SIF shows its upper/ with the whiteout.
     let lowers = format!("{i}:{s}");
-    let mut g = overlay_foreground(&mnt, &["--lower", &lowers]);
+    let mut g =
+        fuse::serve_command_foreground(&["overlay", "mount", "-f", "--lower", &lowers], &mnt);
     assert_eq!(
         std::fs::read_to_string(mnt.join("new.txt")).unwrap(),
         "new\n"

@@ -9,7 +9,7 @@
 mod fuse;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -93,6 +93,20 @@ fn as_user(devdir: &Path, cwd: &Path, ids: (u32, u32), script: &str) -> (bool, S
     run_timeout(&mut cmd, Duration::from_secs(90))
 }
 
+/// A directory any user can enter, holding copies of the binary and of the busybox SIF the
+/// user can surely read and run (the build tree may sit under /root).
+fn stage() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sb = dir.path().join("squashbox");
+    std::fs::copy(bin(), &sb).unwrap();
+    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let img = dir.path().join("busybox_amd64.sif");
+    std::fs::copy(busybox_sif(), &img).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, sb, img)
+}
+
 #[test]
 fn a_plain_user_runs_the_busybox_sif() {
     if !prereq::require_root("creating the test user and a private /dev/fuse")
@@ -102,15 +116,7 @@ fn a_plain_user_runs_the_busybox_sif() {
         return;
     }
     let Some(ids) = ensure_user() else { return };
-    // Copies the user can surely read and run (the build tree may sit under /root).
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sb = dir.path().join("squashbox");
-    std::fs::copy(bin(), &sb).unwrap();
-    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let img = dir.path().join("busybox_amd64.sif");
-    std::fs::copy(busybox_sif(), &img).unwrap();
-    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (dir, sb, img) = stage();
     let arm = dir.path().join("busybox_arm64.sif");
     std::fs::copy(
         squashbox_fixtures::upstream("apptainer-e2e/busybox_arm64.sif"),
@@ -199,14 +205,7 @@ fn fakeroot_maps_the_subordinate_ranges_through_newuidmap() {
     };
     ensure_subid_range("/etc/subuid", SUBID_USER);
     ensure_subid_range("/etc/subgid", SUBID_USER);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sb = dir.path().join("squashbox");
-    std::fs::copy(bin(), &sb).unwrap();
-    std::fs::set_permissions(&sb, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let img = dir.path().join("busybox_amd64.sif");
-    std::fs::copy(busybox_sif(), &img).unwrap();
-    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (dir, sb, img) = stage();
     let script = format!(
         "{sb} exec --fakeroot {img} sh -c 'id -u; cat /proc/self/uid_map /proc/self/gid_map; \
          echo $HOME'; {sb} exec --fakeroot --ignore-subuid {img} cat /proc/self/uid_map",

@@ -458,17 +458,24 @@ pub fn statfs(path: &Path) -> (u64, u64, u64, u64) {
 /// with [`stop_server`]); returns once the mount answers. Panics, with the server's stderr,
 /// if it exits or does not mount within 20 s.
 pub fn serve_foreground(image: &Path, dir: &Path, args: &[&str]) -> MountGuard {
+    let mut argv = vec!["mount", "-f"];
+    argv.extend_from_slice(args);
+    argv.push(image.to_str().expect("a UTF-8 image path"));
+    serve_command_foreground(&argv, dir)
+}
+
+/// Start `squashbox ARGV... DIR` (a server in the foreground: `mount -f`, `overlay mount -f`,
+/// `ext3 mount -f`) as a child, as [`serve_foreground`] does.
+pub fn serve_command_foreground(argv: &[&str], dir: &Path) -> MountGuard {
     fs::create_dir_all(dir).unwrap();
     let child = Command::new(bin())
-        .args(["mount", "-f"])
-        .args(args)
-        .arg(image)
+        .args(argv)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn squashbox mount -f");
+        .expect("spawn a squashbox server");
     let mut guard = MountGuard::new(dir);
     guard.child = Some(child);
     let child = guard.child.as_mut().unwrap();
@@ -481,8 +488,8 @@ pub fn serve_foreground(image: &Path, dir: &Path, args: &[&str]) -> MountGuard {
         let mut err = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
         panic!(
-            "squashbox mount -f {args:?} {} did not mount (up={up}): {err}",
-            image.display()
+            "squashbox {argv:?} {} did not mount (up={up}): {err}",
+            dir.display()
         );
     }
     guard
