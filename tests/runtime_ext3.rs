@@ -92,6 +92,13 @@ fn debugfs_cat(path: &Path, offset: u64, file: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A scratch directory with a fresh overlay image in it, and the busybox SIF.
+fn with_overlay_image() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = overlay_image(tmp.path());
+    (tmp, img, busybox_sif())
+}
+
 /// A fresh overlay image made as `apptainer overlay create` makes one.
 fn overlay_image(dir: &Path) -> PathBuf {
     let img = dir.join("overlay.img");
@@ -108,9 +115,7 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     if !ready() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let img = overlay_image(tmp.path());
-    let sif = busybox_sif();
+    let (tmp, img, sif) = with_overlay_image();
     let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
     let o = sb(
         tmp.path(),
@@ -282,11 +287,8 @@ fn ext3_overlays_are_locked_as_apptainer_locks_them() {
     if !ready() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let img = overlay_image(tmp.path());
-    let i = img.to_str().unwrap();
-    let sif = busybox_sif();
-    let s = sif.to_str().unwrap();
+    let (tmp, img, sif) = with_overlay_image();
+    let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
     // A writable run holds a write lock that Apptainer's own F_SETLK/F_GETLK sees.
     let mut h = holder(tmp.path(), i);
     assert!(classic_lock_refused(&img, false));
@@ -358,11 +360,8 @@ fn a_killed_run_leaves_no_lock_or_server_and_the_next_run_recovers_the_overlay()
     if !ready() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let img = overlay_image(tmp.path());
-    let i = img.to_str().unwrap();
-    let sif = busybox_sif();
-    let s = sif.to_str().unwrap();
+    let (tmp, img, sif) = with_overlay_image();
+    let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
     // A writer that makes one file durable, then keeps writing.
     let script = "echo durable | dd of=/durable conv=fsync 2>/dev/null && \
                   echo started | dd of=/started conv=fsync 2>/dev/null && \
@@ -505,11 +504,8 @@ fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
     {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let img = overlay_image(tmp.path());
-    let i = img.to_str().unwrap();
-    let sif = busybox_sif();
-    let s = sif.to_str().unwrap();
+    let (tmp, img, sif) = with_overlay_image();
+    let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
     let mnt = tmp.path().join("mnt");
     let mut g = fuse::serve_command_foreground(
         &["overlay", "mount", "-f", "--lower", s, "--upper-image", i],
