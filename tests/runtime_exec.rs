@@ -746,3 +746,50 @@ fn run_starts_an_oci_entrypoint_in_an_image_without_a_shell() {
         describe(&o)
     );
 }
+
+#[test]
+fn a_sandbox_directory_runs_and_with_w_is_written_in_place() {
+    if !ready() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("sandbox");
+    let o = Command::new(bin())
+        .args(["squashfs", "extract", busybox_sif().to_str().unwrap()])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let r = root.to_str().unwrap();
+    // Read-only by default.
+    let o = sb(&[
+        "exec",
+        r,
+        "sh",
+        "-c",
+        "cat /etc/hostname >/dev/null 2>&1; touch /x 2>&1",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "touch: /x: Read-only file system\n",
+        "{}",
+        describe(&o)
+    );
+    // -w: changes land in the directory itself, deletions included.
+    let o = sb(&[
+        "exec",
+        "-w",
+        r,
+        "sh",
+        "-c",
+        "echo made > /made && mkdir /newdir && rm /bin/false && echo ok",
+    ]);
+    assert_eq!(stdout(&o), "ok\n", "{}", describe(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.join("made")).unwrap(),
+        "made\n"
+    );
+    assert!(root.join("newdir").is_dir());
+    assert!(!root.join("bin/false").exists());
+    assert!(root.join("bin/true").exists());
+}

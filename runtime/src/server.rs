@@ -42,6 +42,9 @@ pub enum UpperDir {
     /// An ext3 image (or a SIF's overlay partition) holding `upper/` and `work/` (created
     /// if missing).
     Ext3(Ext3Image),
+    /// The sandbox directory image itself (`-w` on a sandbox): served read-write as the
+    /// whole root, with missing bind destinations made in it.
+    Sandbox,
 }
 
 /// Everything the server needs to open the root.
@@ -106,7 +109,7 @@ pub fn upper_of(upper: &Upper, session: &Path, image: &Path) -> Result<Option<Up
         Upper::Overlay(o) if o.kind == OverlayKind::Dir => Ok(Some(UpperDir::Dir(o.path.clone()))),
         Upper::Overlay(o) => Ok(Some(UpperDir::Ext3(Ext3Image::file(&o.path)?))),
         Upper::SifPartition(id) => Ok(Some(UpperDir::Ext3(Ext3Image::sif_partition(image, *id)?))),
-        Upper::Sandbox => Err("writable sandbox directories are not supported yet".into()),
+        Upper::Sandbox => Ok(Some(UpperDir::Sandbox)),
     }
 }
 
@@ -196,6 +199,9 @@ fn fill_skeleton(
 
 /// Open the root the container sees. Runs in the server process before its threads start.
 pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
+    if let (Some(UpperDir::Sandbox), RootFs::Dir) = (&spec.upper, spec.root) {
+        return open_writable_sandbox(spec);
+    }
     let image: Arc<dyn Filesystem> = match spec.root {
         RootFs::Squashfs { offset } => open_squashfs(&spec.image, offset, spec.cache_mib)?,
         RootFs::Dir => read_only_dir(&spec.image)?,
@@ -243,6 +249,12 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
     layers.push(whole(image));
     let upper = match &spec.upper {
         None => None,
+        Some(UpperDir::Sandbox) => {
+            return Err(format!(
+                "{}: only a sandbox directory can be writable with --writable",
+                spec.image.display()
+            ));
+        }
         Some(UpperDir::Dir(d)) => {
             for sub in ["upper", "work"] {
                 std::fs::create_dir_all(d.join(sub))
@@ -266,6 +278,32 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
         .map_or("image".into(), |n| n.to_string_lossy().into_owned());
     let overlay = Overlay::with_lowers(layers, upper)?;
     Ok((Arc::new(overlay), name))
+}
+
+/// A sandbox directory served read-write as the whole root: no overlay, no skeleton layer;
+/// bind destinations it lacks are made in it (as Apptainer does for a writable sandbox).
+fn open_writable_sandbox(spec: &ServerSpec) -> Result<Served, String> {
+    let fs = HostDir::open(&spec.image, HostDirOptions::default())?;
+    for (p, kind) in &spec.needed {
+        if present(&fs, p, *kind) {
+            continue;
+        }
+        let at = crate::mount_plan::in_root(&spec.image, p);
+        // Best effort: a destination that cannot be made fails its bind later, with a
+        // message naming it.
+        let _ = match kind {
+            Kind::Dir => std::fs::create_dir_all(&at),
+            Kind::File => at
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&at, b"")),
+        };
+    }
+    let name = spec
+        .image
+        .file_name()
+        .map_or("sandbox".into(), |n| n.to_string_lossy().into_owned());
+    Ok((Arc::new(fs), name))
 }
 
 /// Serve `spec` on the mounted FUSE connection `fd` until the mount goes away, and each
