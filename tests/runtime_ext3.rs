@@ -134,6 +134,11 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     assert_eq!(stdout(&o), "done\n", "{}", describe(&o));
     // Flushed and clean the moment the command returned, with the writes in `upper/`.
     assert_clean(&img, 0);
+    // The runtime waits for the server here: exit statuses and signals still pass through.
+    let o = sb(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", describe(&o));
+    let o = sb(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(o.status.signal(), Some(15), "{}", describe(&o));
     assert_eq!(debugfs_cat(&img, 0, "/upper/kept"), "kept\n");
     assert_eq!(debugfs_cat(&img, 0, "/upper/opt/d/f"), "deep\n");
     // The whiteout is a 0/0 character device, as the kernel's overlay writes it.
