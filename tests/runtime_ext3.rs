@@ -137,7 +137,10 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     // The runtime waits for the server here: exit statuses and signals still pass through.
     let o = sb(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", describe(&o));
-    let o = sb(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "kill -TERM $$"]);
+    let o = sb(
+        tmp.path(),
+        &["exec", "-o", i, s, "sh", "-c", "kill -TERM $$"],
+    );
     assert_eq!(o.status.signal(), Some(15), "{}", describe(&o));
     assert_eq!(debugfs_cat(&img, 0, "/upper/kept"), "kept\n");
     assert_eq!(debugfs_cat(&img, 0, "/upper/opt/d/f"), "deep\n");
@@ -545,4 +548,34 @@ fn the_overlay_command_takes_an_ext3_image_as_upper_and_as_lower() {
         "{}",
         describe(&o)
     );
+}
+
+#[test]
+fn ext3_mount_locks_its_image_and_unmount_returns_once_it_is_written_back() {
+    if !prereq::require_root("FUSE mounts on the host")
+        || !prereq::require_tools(&["e2fsck", "dumpe2fs"])
+    {
+        return;
+    }
+    let (tmp, img, _) = with_overlay_image();
+    let i = img.to_str().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let o = sb(tmp.path(), &["ext3", "mount", i, a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let _guard = fuse::MountGuard::new(&a);
+    // A second writer is refused, in one line, before it touches the image.
+    let o = sb(tmp.path(), &["ext3", "mount", i, b.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("is in use"), "{err}");
+    for n in 0..300 {
+        std::fs::write(a.join(format!("upper/f{n}")), format!("{n}\n")).unwrap();
+    }
+    let o = sb(tmp.path(), &["unmount", a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", describe(&o));
+    // No wait here: the unmount returned after the server wrote everything back.
+    assert_clean(&img, 0);
+    assert_eq!(debugfs_cat(&img, 0, "/upper/f299"), "299\n");
 }

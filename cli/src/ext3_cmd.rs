@@ -85,6 +85,7 @@ fn run_mount(args: MountArgs) -> ExitCode {
         read_only,
         partition: args.partition,
         offset: opts.offset.unwrap_or(0),
+        lock: true,
     };
     run_server(src, &args.mountpoint, opts, foreground, "squashbox")
 }
@@ -118,9 +119,11 @@ pub fn run_server(
     prog: &str,
 ) -> ExitCode {
     squashbox_fuse::logger::init_for(opts.debug);
-    if !foreground {
-        // A detached server runs from "/": resolve the path first. (In the foreground the
-        // path stays as given, which Apptainer's offset shim compares by string.)
+    if !foreground || src.lock {
+        // A detached server runs from "/": resolve the path first; `squashbox unmount` also
+        // finds the image by the absolute path the mount table shows. (The fuse2fs
+        // personality in the foreground keeps the path as given, which Apptainer's offset
+        // shim compares by string.)
         src.path = std::path::absolute(&src.path).unwrap_or(src.path);
     }
     let open = ext3_opener(src);

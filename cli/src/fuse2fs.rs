@@ -178,6 +178,7 @@ pub fn run_fuse2fs(args: &[OsString]) -> ExitCode {
         read_only: p.read_only,
         partition: None,
         offset: p.opts.offset.unwrap_or(0),
+        lock: false,
     };
     crate::ext3_cmd::run_server(src, target, p.opts, p.foreground, "fuse2fs")
 }

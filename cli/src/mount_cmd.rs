@@ -5,7 +5,7 @@ mod daemon;
 #[path = "fuse_cmd/image_server.rs"]
 mod image_server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use squashbox_fuse::options::ServeOptions;
@@ -134,6 +134,58 @@ pub fn run_unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
             Err(e) => anyhow::bail!("{}: unmount failed: {e}", path.display()),
         }
     }
+    let source = mounted_source(&path);
     squashbox_fuse::unmount::unmount(&path, true).map_err(anyhow::Error::msg)?;
+    if let Some(image) = source {
+        wait_for_write_back(&image);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The source of the FUSE mount at `path` when it is an absolute path (an ext3 server shows
+/// its image's there), from the mount table.
+fn mounted_source(path: &Path) -> Option<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    table.lines().rev().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mnt = left.split(' ').nth(4)?;
+        let mut r = right.split(' ');
+        let (fstype, source) = (r.next()?, r.next()?);
+        // Mounted without fusermount, the type shows as plain `fuse`.
+        let fuse = fstype == "fuse" || fstype == "fuse.squashbox";
+        (mnt == want && fuse && source.starts_with('/'))
+            .then(|| PathBuf::from(source))
+    })
+}
+
+/// After unmounting an ext3 server, wait (at most 30 s) until it has written the image back
+/// and exited: its open-file-description lock on the image goes with it. Locks of other
+/// kinds (Apptainer's classic ones) are not waited for.
+fn wait_for_write_back(image: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(image) else {
+        return;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        // SAFETY: an all-zero flock is valid; F_OFD_GETLK only fills it in.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: a valid descriptor and flock structure.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+        // An OFD lock reports l_pid -1; anything else is not our server's.
+        if rc != 0 || fl.l_type == libc::F_UNLCK as libc::c_short || fl.l_pid != -1 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!(
+        "squashbox: {}: the server is still writing it back 30 s after the unmount",
+        image.display()
+    );
 }

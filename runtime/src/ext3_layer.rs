@@ -129,7 +129,7 @@ pub fn lock(img: &Ext3Image, writable: bool) -> Result<(), String> {
                 img.what,
                 if writable { "" } else { " that writes to it" },
                 if writable {
-                    ", or add :ro to use it read-only"
+                    ", or use it read-only (:ro, -o ro)"
                 } else {
                     ""
                 }

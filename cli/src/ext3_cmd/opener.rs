@@ -21,6 +21,11 @@ pub struct Ext3Source {
     pub partition: Option<u32>,
     /// Bytes to skip at the start of the file (`-o offset=N`), added to any partition offset.
     pub offset: u64,
+    /// Take the byte-range lock Apptainer takes (write lock unless read-only) for as long as
+    /// the server runs: `squashbox ext3 mount` does, so two servers never write one image and
+    /// `squashbox unmount` can wait for the write-back. The fuse2fs personality does not:
+    /// there Apptainer holds the lock itself.
+    pub lock: bool,
 }
 
 /// The filesystem flushed by [`flush_at_exit`].
@@ -56,6 +61,18 @@ pub fn open_ext3(src: &Ext3Source) -> Result<Served, String> {
         .checked_add(src.offset)
         .and_then(|o| o.checked_add(shim))
         .ok_or_else(|| format!("{name}: offset overflows"))?;
+    if src.lock {
+        let len = std::fs::metadata(&src.path)
+            .map_err(|e| format!("{name}: {e}"))?
+            .len();
+        let img = squashbox_runtime::ext3_layer::Ext3Image {
+            path: src.path.clone(),
+            offset,
+            size: part_size.unwrap_or(len.saturating_sub(offset)),
+            what: format!("image {name}"),
+        };
+        squashbox_runtime::ext3_layer::lock(&img, !src.read_only)?;
+    }
     let fs = Ext3Fs::open(&src.path, offset, src.read_only).map_err(|e| e.to_string())?;
     if let Some(size) = part_size {
         let sb = fs.volume().sb();
