@@ -154,8 +154,7 @@ fn mounted_source(path: &Path) -> Option<PathBuf> {
         let (fstype, source) = (r.next()?, r.next()?);
         // Mounted without fusermount, the type shows as plain `fuse`.
         let fuse = fstype == "fuse" || fstype == "fuse.squashbox";
-        (mnt == want && fuse && source.starts_with('/'))
-            .then(|| PathBuf::from(source))
+        (mnt == want && fuse && source.starts_with('/')).then(|| PathBuf::from(source))
     })
 }
 
