@@ -82,6 +82,65 @@ fn every_compressor_matches_the_kernel() {
     }
 }
 
+/// An image without an xattr table (`mksquashfs -no-xattrs`): the kernel refuses `listxattr`
+/// with EOPNOTSUPP on directories, symlinks and extended inodes (hard-linked files) and
+/// lists nothing on the rest; `getxattr` is ENODATA everywhere. We must answer the same.
+#[test]
+fn no_xattr_table_matches_the_kernel() {
+    if !ready(&["mount"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 5);
+    let img = tmp.path().join("img.sqfs");
+    mksquashfs(&src, &img, &["-no-xattrs"]);
+    let ours = tmp.path().join("ours");
+    let kern = tmp.path().join("kern");
+    let _g1 = mount_ours(&img, &ours, &[]);
+    let _g2 = mount_kernel(&img, 0, &kern);
+    let walked = assert_same(
+        &ours,
+        &kern,
+        &Compare {
+            owners: true,
+            inodes: true,
+        },
+        "-no-xattrs",
+    );
+    assert_eq!(walked.with_xattrs, 0, "{walked:?}");
+    // Not vacuous: the kernel refused some entries and listed (nothing) for others, and
+    // getxattr answered ENODATA on both kinds.
+    let (mut refused, mut listed) = (0, 0);
+    for p in walk(&kern) {
+        match xattrs(&p) {
+            Err(libc::EOPNOTSUPP) => refused += 1,
+            Ok(x) if x.is_empty() => listed += 1,
+            other => panic!("{}: kernel listxattr gave {other:?}", p.display()),
+        }
+        for root in [&kern, &ours] {
+            let q = root.join(p.strip_prefix(&kern).unwrap());
+            let c = std::ffi::CString::new(q.as_os_str().as_encoded_bytes()).unwrap();
+            let mut buf = [0u8; 16];
+            // SAFETY: plain lgetxattr with NUL-terminated strings and a buffer we own.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    c"user.none".as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            let err = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((n, err), (-1, Some(libc::ENODATA)), "{}", q.display());
+        }
+    }
+    assert!(
+        refused >= 10 && listed >= 10,
+        "refused {refused}, listed {listed}"
+    );
+}
+
 #[test]
 fn busybox_sif_matches_the_kernel() {
     if !ready(&["mount"]) {

@@ -431,12 +431,7 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     std::fs::create_dir_all(t.join("data/sub")).unwrap();
     std::fs::write(t.join("data/sub/h.txt"), "from the squashfs\n").unwrap();
     let sq = t.join("d.sqfs");
-    let o = Command::new("mksquashfs")
-        .args([t.join("data").as_os_str(), sq.as_os_str()])
-        .args(["-quiet", "-noappend", "-no-progress"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    squashbox_fixtures::mksquashfs(&t.join("data"), &sq, &[]).unwrap();
     // A SIF with an overlay partition holding a file, and a bare overlay image.
     let sif = t.join("c.sif");
     std::fs::copy(busybox_sif(), &sif).unwrap();

@@ -66,12 +66,7 @@ fn run_starts_an_oci_entrypoint_in_an_image_without_a_shell() {
     )
     .unwrap();
     let sq = t.path().join("root.sqfs");
-    let o = Command::new("mksquashfs")
-        .args([t.path().join("tree").as_os_str(), sq.as_os_str()])
-        .args(["-quiet", "-noappend", "-no-progress"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    squashbox_fixtures::mksquashfs(&t.path().join("tree"), &sq, &[]).unwrap();
     let conf = t.path().join("oci-config.json");
     std::fs::write(
         &conf,

@@ -4,7 +4,7 @@
 //! to jump close to it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use crate::cache::Weighted;
 use crate::error::Result;
@@ -65,6 +65,9 @@ pub(crate) struct IndexEntry {
 pub(crate) struct DirIndex {
     pub(crate) entries: Vec<IndexEntry>,
     pub(crate) lookups: AtomicU32,
+    /// Decoding the whole listing failed (a damaged block): lookups keep going through the
+    /// index, so only names in the damaged block fail.
+    pub(crate) listing_failed: AtomicBool,
 }
 
 /// Listings up to this many bytes are cached whole once looked up more than once.
@@ -144,6 +147,7 @@ impl Inner {
             return Ok(Arc::new(DirIndex {
                 entries: Vec::new(),
                 lookups: AtomicU32::new(0),
+                listing_failed: AtomicBool::new(false),
             }));
         }
         let len = d.listing_len();
@@ -182,6 +186,7 @@ impl Inner {
         Ok(Arc::new(DirIndex {
             entries,
             lookups: AtomicU32::new(0),
+            listing_failed: AtomicBool::new(false),
         }))
     }
 

@@ -1,5 +1,6 @@
 //! Name lookup in one directory: binary search in the directory index, then a scan of at
-//! most one metadata block's worth of sorted entries.
+//! most one metadata block's worth of sorted entries (or a binary search in the whole
+//! listing, cached once a directory is looked up repeatedly and decodes cleanly).
 
 use std::cmp::Ordering;
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -22,10 +23,17 @@ impl Inner {
         let idx = self.dir_index(r, d)?;
         let mut listing = self.cached_listing(r);
         if listing.is_none()
+            && !idx.listing_failed.load(AtomicOrdering::Relaxed)
             && idx.lookups.fetch_add(1, AtomicOrdering::Relaxed) >= 1
             && d.listing_len() <= LISTING_CACHE_MAX
         {
-            listing = Some(self.listing(r, d)?);
+            match self.listing(r, d) {
+                Ok(l) => listing = Some(l),
+                // One damaged block spoils the whole listing but not every name: like the
+                // kernel, go through the index (from now on), so that only the names whose
+                // entries need the damaged block fail.
+                Err(_) => idx.listing_failed.store(true, AtomicOrdering::Relaxed),
+            }
         }
         if let Some(l) = listing {
             let found = l

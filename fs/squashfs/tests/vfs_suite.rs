@@ -34,23 +34,7 @@ fn image(dir: &Path) -> Option<Arc<Image>> {
         return None;
     }
     let img = dir.join("img.sqfs");
-    let out = Command::new("mksquashfs")
-        .arg(&src)
-        .arg(&img)
-        .args([
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-all-root",
-            "-xattrs",
-        ])
-        .output()
-        .expect("running mksquashfs");
-    assert!(
-        out.status.success(),
-        "mksquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    squashbox_fixtures::mksquashfs(&src, &img, &["-all-root", "-xattrs"]).unwrap();
     Some(Arc::new(Image::open(&img, &Default::default()).unwrap()))
 }
 
@@ -140,4 +124,89 @@ fn owners_subdir_links_and_statfs() {
         ..Default::default()
     };
     assert!(SquashFs::new(img, "test", missing).is_err());
+}
+
+/// On an image without an xattr table (`mksquashfs -no-xattrs`) the kernel driver answers
+/// `listxattr` with EOPNOTSUPP for directories, symlinks and extended inodes (here a
+/// hard-linked file), and with an empty list for basic files and fifos (a hard-linked fifo
+/// stays basic); `getxattr` is ENODATA everywhere. With a table, nothing is refused.
+#[test]
+fn listxattr_without_an_xattr_table_answers_as_the_kernel() {
+    if !prereq::require_tools(&["mksquashfs", "mkfifo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("file"), b"plain\n").unwrap();
+    std::fs::write(src.join("linked"), b"two names\n").unwrap();
+    std::fs::hard_link(src.join("linked"), src.join("linked-too")).unwrap();
+    std::os::unix::fs::symlink("file", src.join("link")).unwrap();
+    for fifo in ["fifo", "linked-fifo"] {
+        let ok = Command::new("mkfifo")
+            .arg(src.join(fifo))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo {fifo}");
+    }
+    std::fs::hard_link(src.join("linked-fifo"), src.join("linked-fifo-too")).unwrap();
+    // One xattr elsewhere, so that `-xattrs` writes a table.
+    std::fs::write(src.join("tagged"), b"tagged\n").unwrap();
+    let xattr_ok =
+        squashbox_fixtures::sys::lsetxattr(&src.join("tagged"), "user.tag", b"1").is_ok();
+    if !prereq::require(xattr_ok, "user xattrs on the temp directory's filesystem") {
+        return;
+    }
+    let req = Request::root();
+    for (flag, table) in [("-no-xattrs", false), ("-xattrs", true)] {
+        let img = tmp.path().join(format!("img{flag}.sqfs"));
+        squashbox_fixtures::mksquashfs(&src, &img, &[flag]).unwrap();
+        let image = Arc::new(Image::open(&img, &Default::default()).unwrap());
+        assert_eq!(image.superblock().has_xattrs(), table, "{flag}");
+        let fs = squashfs(&image, FsOptions::default());
+        for (path, extended, refused) in [
+            ("", false, true),
+            ("dir", false, true),
+            ("link", false, true),
+            ("linked", true, true),
+            ("linked-fifo", false, false),
+            ("file", false, false),
+            ("fifo", false, false),
+        ] {
+            let node = if path.is_empty() {
+                ROOT_ID
+            } else {
+                suite::resolve(&fs, path).node
+            };
+            if !path.is_empty() {
+                let inode = image.lookup_path(path.as_bytes()).unwrap().unwrap();
+                assert_eq!(inode.extended, extended, "{flag} {path:?}: inode form");
+            }
+            let want = if refused && !table {
+                Err(Errno::EOPNOTSUPP)
+            } else {
+                Ok(squashbox_vfs::XattrData::Size(0))
+            };
+            assert_eq!(
+                fs.listxattr(&req, node, 0),
+                want,
+                "{flag} {path:?}: size probe"
+            );
+            let got = fs.listxattr(&req, node, 64);
+            if refused && !table {
+                assert_eq!(got, Err(Errno::EOPNOTSUPP), "{flag} {path:?}: listxattr");
+            } else {
+                assert!(
+                    matches!(&got, Ok(squashbox_vfs::XattrData::Data(d)) if d.is_empty()),
+                    "{flag} {path:?}: listxattr gave {got:?}"
+                );
+            }
+            assert_eq!(
+                fs.getxattr(&req, node, OsStr::new("user.any"), 64),
+                Err(Errno::ENODATA),
+                "{flag} {path:?}: getxattr"
+            );
+        }
+    }
 }

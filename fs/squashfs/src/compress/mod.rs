@@ -32,6 +32,11 @@ pub fn decompress(comp: Compressor, src: &[u8], dst: &mut [u8]) -> Result<usize,
         Compressor::Lz4 => lz4::decompress(src, dst)?,
         Compressor::Zstd => zstd::decompress(src, dst)?,
     };
+    // Nor does any decode to nothing: an empty data block is stored as a hole, and metadata
+    // blocks are never empty (an LZMA-alone header of zeros declares an empty stream).
+    if n == 0 {
+        return Err(format!("{}: block decoded to nothing", comp.name()));
+    }
     if n > dst.len() {
         return Err(format!(
             "{} produced more than {} bytes",
@@ -130,11 +135,19 @@ pub(crate) fn check_options(comp: Compressor, opts: Option<&[u8]>) -> Result<(),
 mod tests {
     use super::*;
 
+    /// No codec may accept garbage, an all-zero or all-0xff block, or an empty block: each
+    /// must answer Err (never Ok with made-up bytes), and never panic.
     #[test]
     fn garbage_is_an_error_for_every_codec() {
-        let garbage: Vec<u8> = (0..300u32)
+        let scrambled: Vec<u8> = (0..300u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
             .collect();
+        let inputs: [(&str, &[u8]); 4] = [
+            ("scrambled", &scrambled),
+            ("zeros", &[0u8; 64]),
+            ("0xff", &[0xffu8; 64]),
+            ("empty", &[]),
+        ];
         for comp in [
             Compressor::Gzip,
             Compressor::Lzma,
@@ -143,14 +156,14 @@ mod tests {
             Compressor::Lz4,
             Compressor::Zstd,
         ] {
-            let mut out = vec![0u8; 8192];
-            // Must return (Ok or Err) without panicking; a successful decode must be bounded.
-            if let Ok(n) = decompress(comp, &garbage, &mut out) {
-                assert!(n <= out.len());
+            for (what, input) in inputs {
+                let mut out = vec![0u8; 8192];
+                let r = decompress(comp, input, &mut out);
+                assert!(r.is_err(), "{comp:?}: {what} decoded to {r:?}");
+                let mut small = [0u8; 4];
+                let r = decompress(comp, input, &mut small);
+                assert!(r.is_err(), "{comp:?}: {what} into 4 bytes decoded to {r:?}");
             }
-            let mut small = [0u8; 4];
-            let _ = decompress(comp, &garbage, &mut small);
-            let _ = decompress(comp, &[], &mut out);
         }
     }
 

@@ -71,6 +71,15 @@ fn file_type(kind: InodeKind) -> FileType {
     }
 }
 
+/// Whether the kernel driver answers `listxattr` on `inode` with its squashfs handler, which
+/// refuses with EOPNOTSUPP on an image without an xattr table (`mksquashfs -no-xattrs`):
+/// directories, symlinks and every extended inode have it. Basic files, devices, fifos and
+/// sockets have no inode operations of their own, so the VFS answers an empty list for them.
+/// (`getxattr` is ENODATA on every inode of such an image, as here.)
+fn kernel_lists_xattrs(inode: &Inode) -> bool {
+    inode.extended || matches!(inode.kind, InodeKind::Directory | InodeKind::Symlink)
+}
+
 fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
@@ -481,6 +490,9 @@ impl Filesystem for SquashFs {
 
     fn listxattr(&self, _req: &Request, node: NodeId, size: u32) -> Result<XattrData> {
         let inode = self.inode(node)?;
+        if !self.image.superblock().has_xattrs() && kernel_lists_xattrs(&inode) {
+            return Err(Errno::EOPNOTSUPP);
+        }
         let names = self
             .image
             .xattr_names(&inode)

@@ -8,7 +8,6 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -201,20 +200,12 @@ pub fn build_tree(root: &Path, block: usize, seed: u64) -> bool {
     true
 }
 
-/// Run mksquashfs SRC IMG -noappend -quiet ARGS...
+/// Run mksquashfs SRC IMG -noappend -quiet ARGS... (packed again if mksquashfs wrote past
+/// its end; see [`squashbox_fixtures::mksquashfs`]).
 pub fn mksquashfs(src: &Path, img: &Path, args: &[&str]) {
-    let out = Command::new("mksquashfs")
-        .arg(src)
-        .arg(img)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .args(args)
-        .output()
-        .expect("run mksquashfs");
-    assert!(
-        out.status.success(),
-        "mksquashfs {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = squashbox_fixtures::mksquashfs(src, img, args) {
+        panic!("{e:#}");
+    }
 }
 
 pub fn open(img: &Path) -> Image {
