@@ -172,13 +172,7 @@ fn make_squashfs(dir: &Path, name: &str, content: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(src.join("etc")).unwrap();
     std::fs::write(src.join("etc/hello"), content).unwrap();
     let out = dir.join(name);
-    let st = Command::new("mksquashfs")
-        .arg(&src)
-        .arg(&out)
-        .args(["-noappend", "-quiet", "-no-progress", "-comp", "gzip"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    squashbox_fixtures::mksquashfs(&src, &out, &["-comp", "gzip"]).unwrap();
     out
 }
 
