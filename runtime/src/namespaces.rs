@@ -64,11 +64,11 @@ pub fn loopback_up() -> Result<(), String> {
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the union's
     // flags member is the one these requests use.
     let res = unsafe {
-        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS as libc::Ioctl, &mut ifr) != 0 {
             Err(std::io::Error::last_os_error())
         } else {
             ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &ifr) != 0 {
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS as libc::Ioctl, &ifr) != 0 {
                 Err(std::io::Error::last_os_error())
             } else {
                 Ok(())

@@ -125,7 +125,8 @@ fn locked_flags(target: &Path) -> MsFlags {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        // ST_RELATIME (4096): nix names it on glibc only; the kernel's value is the same.
+        (FsFlags::from_bits_retain(4096), MsFlags::MS_RELATIME),
     ] {
         if f.contains(ff) {
             out |= mf;

@@ -214,7 +214,7 @@ impl ImageFile {
 
 /// The size of a block device, asked with the BLKGETSIZE64 ioctl.
 fn block_device_size(file: &std::fs::File) -> std::io::Result<u64> {
-    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    const BLKGETSIZE64: libc::Ioctl = 0x8008_1272_u32 as libc::Ioctl;
     let mut size: u64 = 0;
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at `size`.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
