@@ -16,6 +16,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "serve"))
 from sbench import image, proc  # noqa: E402
 
+import fo_upper_check  # noqa: E402
+
 PEERS = os.path.join(os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share")),
                      "squashbox-peers", "bin")
 CONTENDERS = ["kernel", "fo-1.10", "fo-1.14", "ours-fo", "ours-stack"]
@@ -80,6 +82,7 @@ class Setup:
             os.makedirs(os.path.join(self.root, d))
         self.mnt = os.path.join(self.root, "mnt")
         self.servers, self.mounts = [], [self.root]
+        self.server_of = {}
 
     def p(self, d):
         return os.path.join(self.root, d)
@@ -88,8 +91,20 @@ class Setup:
         child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True, start_new_session=True)
         self.servers.append(child)
+        self.server_of[target] = child
         self.mounts.insert(0, target)
         wait_mounted(target, child)
+
+    def unserve(self, target):
+        """Unmount `target` (mounted by `serve`) and wait for its server to end."""
+        umount(target)
+        self.mounts.remove(target)
+        child = self.server_of.pop(target)
+        self.servers.remove(child)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill_group(child)
 
     def kmount(self, argv, target):
         subprocess.run(argv + [target], check=True)
@@ -196,6 +211,8 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--no-fo-check", action="store_true",
+                    help="skip the check that ours reads an upper fuse-overlayfs 1.14 wrote")
     args = ap.parse_args()
     args.image, meta = stack_image(args)
     prepare(args, meta)
@@ -220,10 +237,22 @@ def main():
                     log(f"rep {rep + 1} {w} {c}: FAILED {e}")
                 finally:
                     s.stop()
-    report(args, meta, contenders, results)
+    check = None
+    fo14 = os.path.join(PEERS, "fuse-overlayfs-1.14")
+    if not args.no_fo_check:
+        if os.path.exists(fo14):
+            try:
+                ok, msg = fo_upper_check.check(Setup, args, meta, fo14)
+            except Exception as e:  # the table must still be printed
+                ok, msg = False, f"the check itself failed: {e!r}"
+            check = f"{'PASS' if ok else 'FAIL'}: {msg}"
+        else:
+            check = f"not run: {fo14} missing (benches/install-peers.sh installs it)"
+        log(f"fuse-overlayfs 1.14 upper read back by ours: {check}")
+    report(args, meta, contenders, results, check)
 
 
-def report(args, meta, contenders, results):
+def report(args, meta, contenders, results, check=None):
     shown = [c for c in contenders if any(k[1] == c for k in results)]
     lines = [f"{meta['files']} files, {meta['dirs']} dirs; {args.reps} reps; medians in s, "
              "ratio to the kernel overlay in ()", "",
@@ -241,6 +270,8 @@ def report(args, meta, contenders, results):
             m = statistics.median(v)
             cells.append(f"{m:.2f} ({m / kmed:.2f}x)" if kmed else f"{m:.2f}")
         lines.append(f"| {ROWS[w]} | " + " | ".join(cells) + " |")
+    if check:
+        lines += ["", f"Upper written by fuse-overlayfs 1.14, read back by ours-stack: {check}"]
     text = "\n".join(lines)
     print(text)
     if args.markdown:

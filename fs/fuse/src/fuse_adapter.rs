@@ -74,6 +74,8 @@ pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
     no_open: bool,
     /// Likewise for OPENDIR.
     no_opendir: bool,
+    /// The kernel granted HANDLE_KILLPRIV_V2: writes and truncation clear set-IDs here.
+    kills_privs: bool,
     /// Capabilities the kernel granted (filled in by `init`, for logging and tests).
     pub granted: Vec<&'static str>,
 }
@@ -132,6 +134,7 @@ impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {
             max_background,
             no_open: false,
             no_opendir: false,
+            kills_privs: false,
             granted: Vec::new(),
         }
     }
@@ -150,6 +153,26 @@ impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {
             a.open_handles.fetch_add(delta, Ordering::Relaxed);
             a.touch();
         }
+    }
+
+    /// Clear set-user-ID, and set-group-ID where group execution is on (what the kernel
+    /// clears on a write or truncation), of `ino` whose permission bits are `perm`. `None`
+    /// when there was nothing to clear; else the setattr's answer.
+    fn drop_set_ids(&self, ino: u64, perm: u16) -> Option<vfs::Result<vfs::AttrOut>> {
+        let perm = u32::from(perm);
+        let mut kill = perm & libc::S_ISUID;
+        if perm & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+            kill |= libc::S_ISGID;
+        }
+        if kill == 0 {
+            return None;
+        }
+        let set = vfs::SetAttr {
+            mode: Some(perm & !kill),
+            ..Default::default()
+        };
+        // As root: the writer need not own the file it may write to.
+        Some(self.fs.setattr(&vfs::Request::root(), ino, &set))
     }
 
     /// Answer an open: `skip` says the kernel may skip opens from now on.
@@ -185,6 +208,15 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         {
             self.granted.push("WRITEBACK_CACHE");
         }
+        // The filesystem clears set-IDs and capabilities itself: the kernel then skips its
+        // getxattr(security.capability) before every write (and a GETATTR before chown).
+        if self.policy.kills_privs
+            && config
+                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+                .is_ok()
+        {
+            self.granted.push("HANDLE_KILLPRIV_V2");
+        }
         // 1 MiB requests (max_pages = max(max_write, max_readahead) / page size; the kernel
         // caps it by fs.fuse.max_pages_limit) and as much readahead as the kernel allows.
         let _ = config.set_max_write(1 << 20);
@@ -199,6 +231,7 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         self.no_opendir = self.policy.no_opendir
             && !tracking_opens
             && self.granted.contains(&"NO_OPENDIR_SUPPORT");
+        self.kills_privs = self.granted.contains(&"HANDLE_KILLPRIV_V2");
         log::info!("FUSE capabilities granted: {}", self.granted.join(" "));
         Ok(())
     }
@@ -262,7 +295,21 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
             ctime: ctime.map(timespec),
             fh: fh.map(|f| vfs::FileHandle(f.0)),
         };
-        match self.fs.setattr(&ctx(req, 0), ino.0, &set) {
+        let mut r = self.fs.setattr(&ctx(req, 0), ino.0, &set);
+        // Under KILLPRIV_V2 set-IDs are ours to clear (fuser does not pass
+        // FATTR_KILL_SUIDGID): on truncation by a caller without CAP_FSETID (uid 0 stands for
+        // the capability), and on the empty SETATTR the kernel sends before a write by such a
+        // caller (`file_remove_privs`), whose answer refreshes the kernel's cached mode.
+        let empty = vfs::SetAttr { fh: None, ..set } == vfs::SetAttr::default();
+        let kill = (size.is_some() && req.uid() != 0) || empty;
+        if self.kills_privs
+            && kill
+            && let Ok(a) = &r
+            && let Some(out) = self.drop_set_ids(ino.0, a.attr.perm)
+        {
+            r = out;
+        }
+        match r {
             Ok(a) => reply.attr(&a.ttl, &file_attr(&a.attr, a.attr.ino)),
             Err(e) => reply.error(errno(e)),
         }
@@ -436,12 +483,21 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         self.touch(Op::Other);
+        // Under KILLPRIV_V2 the kernel flags a write by a caller without CAP_FSETID to a
+        // set-ID file; clear the bits before the data lands.
+        if self.kills_privs
+            && write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Ok(a) = self.fs.getattr(&ctx(req, 0), ino.0, None)
+            && let Some(Err(e)) = self.drop_set_ids(ino.0, a.attr.perm)
+        {
+            return reply.error(errno(e));
+        }
         let r = self.fs.write(
             &ctx(req, 0),
             ino.0,

@@ -115,6 +115,25 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Raise the soft `RLIMIT_NOFILE` to the hard one: servers of host directories keep a
+/// descriptor per recently used node (a quarter of the limit; see `squashbox_hostdir`), and
+/// finding an evicted node again costs syscalls on every request that touches it.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit struct that we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::debug!("raising RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -148,6 +167,7 @@ pub fn serve(
     // for helpers started with closed standard streams).
     reserve_std_fds();
     limit_malloc_arenas();
+    raise_nofile_limit();
 
     let mut signals = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {

@@ -3,8 +3,8 @@
 use std::ffi::OsStr;
 
 use squashbox_vfs::{
-    AttrOut, DirVisitor, Entry, FileHandle, Filesystem, MountPolicy, NodeId, OpenFlags, Opened,
-    ReadReply, RenameFlags, Request, Result, SetAttr, StatFs, Whence, XattrData,
+    AttrOut, DirVisitor, Entry, Errno, FileHandle, Filesystem, MountPolicy, NodeId, OpenFlags,
+    Opened, ReadReply, RenameFlags, Request, Result, SetAttr, StatFs, Whence, XattrData,
 };
 
 use crate::HostDir;
@@ -13,6 +13,10 @@ impl Filesystem for HostDir {
     fn policy(&self) -> MountPolicy {
         MountPolicy {
             read_only: self.opts.read_only,
+            // Every change goes through the host kernel, which drops set-IDs on chown and
+            // `security.capability` on writes, truncation and chown; the FUSE adapter drops
+            // set-IDs on writes and truncation by unprivileged callers.
+            kills_privs: true,
             ..MountPolicy::writable()
         }
     }
@@ -142,7 +146,9 @@ impl Filesystem for HostDir {
         _fh: FileHandle,
         _lock_owner: u64,
     ) -> Result<()> {
-        Ok(())
+        // Nothing happens here on close (descriptors close on release, locks are the
+        // kernel's): ENOSYS tells the kernel to stop sending FLUSH.
+        Err(Errno::ENOSYS)
     }
 
     fn fsync(&self, _req: &Request, node: NodeId, fh: FileHandle, datasync: bool) -> Result<()> {

@@ -53,6 +53,9 @@ pub struct HostDirOptions {
     /// Refuse every change with EROFS.
     pub read_only: bool,
     /// Most `O_PATH` descriptors kept open for nodes (open files hold their own besides).
+    /// Default: a quarter of the soft `RLIMIT_NOFILE` when made (the FUSE session raises it
+    /// to the hard limit first), between 1024 and 65536: a node whose descriptor was evicted
+    /// costs an `openat2` and an `fstat` to find again.
     pub fd_limit: usize,
     /// How long the kernel may cache entries and attributes (others may change the
     /// directory too).
@@ -65,11 +68,26 @@ impl Default for HostDirOptions {
     fn default() -> Self {
         HostDirOptions {
             read_only: false,
-            fd_limit: 1024,
+            fd_limit: default_fd_limit(),
             ttl: Duration::from_secs(1),
             keep_forgotten: 4096,
         }
     }
+}
+
+/// A quarter of the soft `RLIMIT_NOFILE`, between 1024 and 65536.
+fn default_fd_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    (soft / 4).clamp(1024, 65536)
 }
 
 /// A host directory served as a filesystem.

@@ -7,7 +7,7 @@
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use squashbox_vfs::{Errno, Result};
 
@@ -219,13 +219,14 @@ pub fn rename_at(
     let n = cstr(new)?;
     // SAFETY: both strings are NUL-terminated and live across the call.
     check(unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             old_dir.as_raw_fd(),
             o.as_ptr(),
             new_dir.as_raw_fd(),
             n.as_ptr(),
             flags,
-        )
+        ) as libc::c_int
     })
 }
 
@@ -265,8 +266,31 @@ pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
     })
 }
 
-/// `chmod` of what `fd` holds (not a symlink), through its `/proc/self/fd` link.
+/// Set once `fchmodat2` with `AT_EMPTY_PATH` turned out missing (kernels before 6.6).
+static NO_FCHMODAT2: AtomicBool = AtomicBool::new(false);
+
+/// `chmod` of what `fd` holds (not a symlink): `fchmodat2(fd, "", AT_EMPTY_PATH)` where the
+/// kernel has it, else through its `/proc/self/fd` link (a path walk more).
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+    if !NO_FCHMODAT2.load(Ordering::Relaxed) {
+        // SAFETY: the empty path is NUL-terminated; fchmodat2 takes (dirfd, path, mode, flags).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fchmodat2,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                mode as libc::mode_t,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        match last() {
+            Errno::ENOSYS | Errno::EINVAL => NO_FCHMODAT2.store(true, Ordering::Relaxed),
+            e => return Err(e),
+        }
+    }
     let p = proc_path(fd.as_raw_fd());
     // SAFETY: `p` is NUL-terminated and lives across the call.
     check(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) })

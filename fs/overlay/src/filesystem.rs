@@ -18,13 +18,21 @@ use crate::nodes::Part;
 impl Filesystem for Overlay {
     fn policy(&self) -> MountPolicy {
         if self.upper.is_some() {
-            return MountPolicy::writable();
+            // The kernel keeps written pages and sends them in large writes (opens for
+            // writing reach the upper read-write and without O_APPEND: `open_upper`); set-IDs
+            // and capabilities are cleared where the upper clears them.
+            return MountPolicy {
+                writeback_cache: true,
+                kills_privs: self.layers[0].fs.policy().kills_privs,
+                ..MountPolicy::writable()
+            };
         }
         MountPolicy {
             read_only: true,
             no_open: false,
             no_opendir: false,
             writeback_cache: false,
+            kills_privs: false,
             negative_ttl: if self.all_immutable {
                 Duration::MAX
             } else {
@@ -79,7 +87,12 @@ impl Filesystem for Overlay {
         } else {
             self.node(node)?.parts[0]
         };
-        let (layer_fh, opened) = match self.layers[part.layer].fs.open(req, part.node, flags) {
+        let opened = if part.layer == 0 && self.upper.is_some() {
+            self.open_upper(flags, |f| self.layers[0].fs.open(req, part.node, f))
+        } else {
+            self.layers[part.layer].fs.open(req, part.node, flags)
+        };
+        let (layer_fh, opened) = match opened {
             Ok(o) => (Some(o.fh), o),
             Err(Errno::ENOSYS) => (None, Opened::default()),
             Err(e) => return Err(e),
@@ -145,10 +158,9 @@ impl Filesystem for Overlay {
             && h.part.layer == 0
             && self.upper.is_some()
         {
-            return match self.layers[0].fs.flush(req, h.part.node, lfh, owner) {
-                Err(Errno::ENOSYS) => Ok(()),
-                r => r,
-            };
+            // ENOSYS from the upper (nothing to do on close) reaches the kernel, which then
+            // stops sending FLUSH: one round trip less per close.
+            return self.layers[0].fs.flush(req, h.part.node, lfh, owner);
         }
         Ok(())
     }
@@ -282,7 +294,7 @@ impl Filesystem for Overlay {
         flags: OpenFlags,
     ) -> Result<(Entry, Opened)> {
         let mut make = |fs: &dyn Filesystem, dir: NodeId, n: &OsStr| {
-            fs.create(req, dir, n, mode, flags)
+            self.open_upper(flags, |f| fs.create(req, dir, n, mode, f))
                 .map(|(e, o)| (e, Some(o)))
         };
         let (entry, opened) = self.create_with(req, parent, name, false, &mut make)?;
@@ -509,6 +521,22 @@ impl Filesystem for Overlay {
 }
 
 impl Overlay {
+    /// Open (or create) an upper file with `open`. Under the writeback cache
+    /// ([`MountPolicy::writeback_cache`]) the kernel reads the pages around partial writes
+    /// through any handle that writes, and places appends itself: a write-only open becomes
+    /// read-write (kept write-only where the upper refuses reading) and `O_APPEND` is dropped.
+    fn open_upper<T>(&self, flags: OpenFlags, open: impl Fn(OpenFlags) -> Result<T>) -> Result<T> {
+        if !flags.writes() {
+            return open(flags);
+        }
+        let plain = OpenFlags(flags.0 & !libc::O_APPEND);
+        let rw = OpenFlags((plain.0 & !libc::O_ACCMODE) | libc::O_RDWR);
+        match open(rw) {
+            Err(Errno::EACCES) if rw != plain => open(plain),
+            r => r,
+        }
+    }
+
     /// Where reads of `node` through `fh` go: the handle's layer object, or, once a file
     /// opened in a lower layer has been copied up, its upper copy (opened on first use), so
     /// every open sees the data written since.

@@ -340,6 +340,8 @@ impl Overlay {
         let lh = lfh.unwrap_or_default();
         let result = (|| {
             let mut off = 0u64;
+            // Where the data written so far ends: the copy's size unless set below.
+            let mut end = 0u64;
             while off < size {
                 // Skip a hole when the layer can tell.
                 match lower.fs.lseek(req, src, lh, off, Whence::Data) {
@@ -377,13 +379,17 @@ impl Overlay {
                     done += n as usize;
                 }
                 off += data.len() as u64;
+                end = off;
             }
-            let set = SetAttr {
-                size: Some(size),
-                fh: Some(fh),
-                ..Default::default()
-            };
-            upper.fs.setattr(req, dst, &set).map_err(no_enosys)?;
+            // A hole at the end (or a file that shrank while copied) leaves the copy short.
+            if end != size {
+                let set = SetAttr {
+                    size: Some(size),
+                    fh: Some(fh),
+                    ..Default::default()
+                };
+                upper.fs.setattr(req, dst, &set).map_err(no_enosys)?;
+            }
             Ok(())
         })();
         if let Some(lfh) = lfh {
@@ -408,14 +414,22 @@ impl Overlay {
             gid: Some(attr.gid),
             ..Default::default()
         };
-        // An owner that cannot be set keeps the upper's.
-        let _ = fs.setattr(req, dst, &chown);
-        if attr.kind != FileType::Symlink {
-            let chmod = SetAttr {
-                mode: Some(u32::from(attr.perm)),
-                ..Default::default()
-            };
-            fs.setattr(req, dst, &chmod).map_err(no_enosys)?;
+        let chmod = SetAttr {
+            mode: (attr.kind != FileType::Symlink).then_some(u32::from(attr.perm)),
+            ..Default::default()
+        };
+        // Owner and mode in one call (the upper changes the owner first, which clears
+        // set-IDs, then the mode); where that fails, an owner that cannot be set keeps the
+        // upper's. Times come last, after the xattrs.
+        let both = SetAttr {
+            mode: chmod.mode,
+            ..chown
+        };
+        if fs.setattr(req, dst, &both).is_err() {
+            let _ = fs.setattr(req, dst, &chown);
+            if chmod.mode.is_some() {
+                fs.setattr(req, dst, &chmod).map_err(no_enosys)?;
+            }
         }
         if let Ok(XattrData::Data(list)) = lower.fs.listxattr(req, src, 65536) {
             for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {

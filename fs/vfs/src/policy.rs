@@ -15,6 +15,12 @@ pub struct MountPolicy {
     pub no_opendir: bool,
     /// The kernel may cache writes and send them later (FUSE_WRITEBACK_CACHE).
     pub writeback_cache: bool,
+    /// The filesystem clears set-user-ID, set-group-ID and `security.capability` itself where
+    /// a change calls for it (chown, and writes and truncation by an unprivileged caller), so
+    /// the kernel need not ask for `security.capability` before every write
+    /// (FUSE_HANDLE_KILLPRIV_V2). The FUSE adapter does the set-ID part of writes and
+    /// truncation for it; the filesystem answers for chown and `security.capability`.
+    pub kills_privs: bool,
     /// How long the kernel may remember that a name does not exist (0: never; the server then
     /// answers a miss with ENOENT instead of a negative entry).
     pub negative_ttl: Duration,
@@ -28,6 +34,7 @@ impl MountPolicy {
             no_open: true,
             no_opendir: true,
             writeback_cache: false,
+            kills_privs: false,
             negative_ttl: Duration::MAX,
         }
     }
@@ -39,6 +46,7 @@ impl MountPolicy {
             no_open: false,
             no_opendir: false,
             writeback_cache: false,
+            kills_privs: false,
             negative_ttl: Duration::ZERO,
         }
     }
