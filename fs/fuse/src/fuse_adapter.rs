@@ -12,8 +12,8 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
@@ -23,44 +23,12 @@ use fuser::{
     ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use squashbox_vfs as vfs;
-use vfs::{MountPolicy, XattrData};
+use vfs::MountPolicy;
 
+pub use crate::activity::{Activity, WANTED_CAPABILITIES};
 use crate::convert::{errno, file_attr, file_type, fopen_flags, negative_attr, time_set, timespec};
+use crate::replies::{ctx, reply_empty, reply_entry, reply_xattr};
 use crate::stats::{Op, RequestStats};
-
-/// Request activity, for the idle timeout (`-o timeout=N`).
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Unix seconds of the last request.
-    pub last_request: AtomicU64,
-    /// Open files and directories.
-    pub open_handles: AtomicI64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // Only write when the second changes: keeps the shared line clean on hot paths.
-        if self.last_request.load(Ordering::Relaxed) != now {
-            self.last_request.store(now, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The capabilities requested in `init`, in the order tried (the writeback cache is added
-/// when the filesystem's policy allows it).
-pub const WANTED_CAPABILITIES: &[(&str, InitFlags)] = &[
-    ("PARALLEL_DIROPS", InitFlags::FUSE_PARALLEL_DIROPS),
-    ("DO_READDIRPLUS", InitFlags::FUSE_DO_READDIRPLUS),
-    ("READDIRPLUS_AUTO", InitFlags::FUSE_READDIRPLUS_AUTO),
-    ("CACHE_SYMLINKS", InitFlags::FUSE_CACHE_SYMLINKS),
-    ("ASYNC_DIO", InitFlags::FUSE_ASYNC_DIO),
-    ("MAX_PAGES", InitFlags::FUSE_MAX_PAGES),
-    ("NO_OPEN_SUPPORT", InitFlags::FUSE_NO_OPEN_SUPPORT),
-    ("NO_OPENDIR_SUPPORT", InitFlags::FUSE_NO_OPENDIR_SUPPORT),
-];
 
 /// Serves a [`vfs::Filesystem`] to the kernel.
 pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
@@ -78,42 +46,6 @@ pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
     kills_privs: bool,
     /// Capabilities the kernel granted (filled in by `init`, for logging and tests).
     pub granted: Vec<&'static str>,
-}
-
-fn ctx(req: &Request, umask: u32) -> vfs::Request {
-    vfs::Request {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-        umask,
-    }
-}
-
-fn reply_xattr(r: vfs::Result<XattrData>, reply: ReplyXattr) {
-    match r {
-        Ok(XattrData::Size(n)) => reply.size(n),
-        Ok(XattrData::Data(d)) => reply.data(&d),
-        Err(e) => reply.error(errno(e)),
-    }
-}
-
-fn reply_empty(r: vfs::Result<()>, reply: ReplyEmpty) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e)),
-    }
-}
-
-fn reply_entry(r: vfs::Result<vfs::Entry>, reply: ReplyEntry) {
-    match r {
-        Ok(e) => reply.entry_with_ttls(
-            &e.attr_ttl,
-            &e.entry_ttl,
-            &file_attr(&e.attr, e.node),
-            Generation(e.generation),
-        ),
-        Err(e) => reply.error(errno(e)),
-    }
 }
 
 impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {

@@ -12,10 +12,12 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod convert;
 pub mod fuse_adapter;
 pub mod logger;
 pub mod options;
+mod replies;
 pub mod session;
 pub mod stats;
 pub mod unmount;
