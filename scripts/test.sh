@@ -31,6 +31,11 @@ if ! command -v pjdfstest >/dev/null; then
   echo "installing: pjdfstest (cargo install)"
   cargo install --locked --quiet pjdfstest --version 0.2.2
 fi
+# fsx (the file system exerciser, Rust port) for the ext3 driver's conformance test.
+if ! command -v fsx >/dev/null; then
+  echo "installing: fsx (cargo install)"
+  cargo install --locked --quiet fsx --version 0.3.2
+fi
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export SQUASHBOX_SKIP_LOG="${SQUASHBOX_SKIP_LOG:-$target_dir/test-skips.log}"

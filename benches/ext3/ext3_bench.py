@@ -64,8 +64,9 @@ class Mount:
         if self.name == "kernel":
             subprocess.run(["mount", "-o", "loop", "-t", "ext3", self.img, self.mnt], check=True)
             return time.time() - t0
-        if self.name == "ours":
-            cmd = [self.args.squashbox, "ext3", "mount", "-f", self.img, self.mnt]
+        if self.name in ("ours", "ours-before"):
+            binary = self.args.squashbox if self.name == "ours" else self.args.squashbox_before
+            cmd = [binary, "ext3", "mount", "-f", self.img, self.mnt]
         else:
             cmd = [self.args.fuse2fs[self.name], "-f", self.img, self.mnt, "-o", "allow_other"]
         self.child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -141,12 +142,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tar", required=True, help="tarball of the tree (>= 10k files)")
     ap.add_argument("--squashbox", default="target/release/squashbox")
+    ap.add_argument("--squashbox-before",
+                    help="an older build, run as contender `ours-before` (A/B in one run)")
     ap.add_argument("--work", default="/var/tmp/squashbox-bench/ext3/work")
     ap.add_argument("--image-gib", type=int, default=4)
     ap.add_argument("--contenders", default="kernel,fuse2fs-1.47.0,fuse2fs-1.47.2,ours")
     ap.add_argument("--markdown", help="append the table to this file")
     args = ap.parse_args()
     args.squashbox = os.path.abspath(args.squashbox)
+    if args.squashbox_before:
+        args.squashbox_before = os.path.abspath(args.squashbox_before)
     args.fuse2fs = {"fuse2fs-1.47.0": "/usr/bin/fuse2fs",
                     "fuse2fs-1.47.2": os.path.join(PEERS, "fuse2fs-1.47.2")}
     os.makedirs(args.work, exist_ok=True)

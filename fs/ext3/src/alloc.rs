@@ -30,8 +30,35 @@ pub struct Allocator {
     /// commits, so nothing reuses them while the committed state still points at them.
     defer_frees: std::sync::atomic::AtomicBool,
     pending: Mutex<Vec<(u32, u64, u64)>>,
-    /// Blocks released by a commit in progress (start, length): not allocatable yet.
-    quarantine: Mutex<Vec<(u64, u64)>>,
+    /// Blocks released by commits whose transactions are not checkpointed yet: not
+    /// allocatable until then.
+    quarantine: Mutex<Quarantine>,
+}
+
+/// Freed runs that may not be reused yet, by first block: (length, release batch).
+#[derive(Debug, Default)]
+struct Quarantine {
+    runs: std::collections::BTreeMap<u64, (u64, u64)>,
+    /// Blocks in `runs`.
+    blocks: u64,
+    /// The batch number the next [`Allocator::release_pending`] uses.
+    next_batch: u64,
+}
+
+impl Quarantine {
+    /// The runs that overlap blocks `from..to`, as (start, length), sorted.
+    fn within(&self, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let before = self
+            .runs
+            .range(..from)
+            .next_back()
+            .filter(|(s, (l, _))| **s + *l > from);
+        before
+            .into_iter()
+            .chain(self.runs.range(from..to))
+            .map(|(&s, &(l, _))| (s, l))
+            .collect()
+    }
 }
 
 /// Out of space (blocks or inodes).
@@ -104,7 +131,7 @@ impl Allocator {
             generation: AtomicU32::new(seed),
             defer_frees: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
-            quarantine: Mutex::new(Vec::new()),
+            quarantine: Mutex::new(Quarantine::default()),
         }
     }
 
@@ -117,7 +144,9 @@ impl Allocator {
 
     /// Free blocks that can be allocated now (those waiting for a commit not counted).
     pub fn allocatable_blocks(&self) -> u64 {
-        self.free_blocks.load(Ordering::Relaxed)
+        self.free_blocks
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.quarantine.lock().blocks)
     }
 
     /// Free inodes now.
@@ -256,10 +285,12 @@ impl Allocator {
             let gstart = first + g as u64 * bpg;
             let limit = (sb.blocks_count - gstart).min(bpg) as usize;
             let from = if k == 0 { (goal - gstart) as usize } else { 0 };
-            let held: Vec<(u64, u64)> = self.quarantine.lock().clone();
+            // This group's quarantined runs, sorted by start.
+            let held = self.quarantine.lock().within(gstart, gstart + limit as u64);
             let blocked = |i: usize| {
                 let blk = gstart + i as u64;
-                held.iter().any(|&(s, l)| blk >= s && blk < s + l)
+                let k = held.partition_point(|&(s, _)| s <= blk);
+                k > 0 && blk < held[k - 1].0 + held[k - 1].1
             };
             let got = vol.modify_block(vol.groups()[g].block_bitmap, None, |b| {
                 let mut i =
@@ -305,24 +336,56 @@ impl Allocator {
         !self.pending.lock().is_empty()
     }
 
-    /// Free the blocks held back since the last call (at a commit).
-    ///
-    /// The blocks are marked free in this transaction's bitmaps but stay unallocatable
-    /// until [`Allocator::end_quarantine`] (the transaction is on disk and checkpointed):
-    /// until then the committed state may still point at them, and the commit's
-    /// checkpoint may still write their old content.
-    pub fn release_pending(&self, vol: &Volume) -> Result<()> {
-        let runs: Vec<(u32, u64, u64)> = std::mem::take(&mut *self.pending.lock());
-        for (ino, start, len) in runs {
-            self.quarantine.lock().push((start, len));
-            self.free_blocks_now(vol, ino, start, len)?;
-        }
-        Ok(())
+    /// Whether freed blocks wait for a checkpoint.
+    pub fn has_quarantined(&self) -> bool {
+        self.quarantine.lock().blocks > 0
     }
 
-    /// The transaction that freed the quarantined blocks is on disk: they may be reused.
+    /// Free the blocks held back since the last call (at a commit). Returns the batch
+    /// number of this release, for [`Allocator::end_quarantine_upto`].
+    ///
+    /// The blocks are marked free in this transaction's bitmaps but stay unallocatable
+    /// until the transaction is on disk and checkpointed: until then the committed state may
+    /// still point at them, and a replay or checkpoint may still write their old content.
+    pub fn release_pending(&self, vol: &Volume) -> Result<u64> {
+        let runs: Vec<(u32, u64, u64)> = std::mem::take(&mut *self.pending.lock());
+        let batch = {
+            let mut q = self.quarantine.lock();
+            q.next_batch += 1;
+            q.next_batch
+        };
+        for (ino, start, len) in runs {
+            {
+                let mut q = self.quarantine.lock();
+                q.runs.insert(start, (len, batch));
+                q.blocks += len;
+            }
+            self.free_blocks_now(vol, ino, start, len)?;
+        }
+        Ok(batch)
+    }
+
+    /// Every transaction that freed quarantined blocks is on disk and checkpointed: they
+    /// may all be reused.
     pub fn end_quarantine(&self) {
-        self.quarantine.lock().clear();
+        let mut q = self.quarantine.lock();
+        q.runs.clear();
+        q.blocks = 0;
+    }
+
+    /// The transactions of release batches up to `batch` are checkpointed: their blocks
+    /// may be reused.
+    pub fn end_quarantine_upto(&self, batch: u64) {
+        let mut q = self.quarantine.lock();
+        let mut freed = 0;
+        q.runs.retain(|_, &mut (len, b)| {
+            let keep = b > batch;
+            if !keep {
+                freed += len;
+            }
+            keep
+        });
+        q.blocks -= freed;
     }
 
     /// Free `len` blocks from `start` (held back until the commit when journalling).

@@ -208,19 +208,7 @@ pub fn truncate(vol: &Volume, alloc: &Allocator, inode: &mut Inode, keep: u64) -
         base += span;
         span = span.saturating_mul(per);
     }
-    freed.sort_unstable();
-    let n = freed.len() as u64;
-    let mut i = 0;
-    while i < freed.len() {
-        let mut j = i + 1;
-        while j < freed.len() && freed[j] == freed[j - 1] + 1 {
-            j += 1;
-        }
-        alloc.free_blocks_run(vol, inode.ino, freed[i], (j - i) as u64)?;
-        i = j;
-    }
-    add_blocks(vol, inode, n, -1);
-    Ok(())
+    release(vol, alloc, inode, freed)
 }
 
 /// Free entries of indirect block `ptr` (a `level`-level subtree covering `span` blocks)
@@ -268,6 +256,131 @@ fn prune(
             } else {
                 keep_any = true;
             }
+        } else {
+            keep_any = true;
+        }
+    }
+    if keep_any && !zero.is_empty() {
+        vol.modify_block(ptr, Some(ino), |b| {
+            for i in &zero {
+                b[i * 4..i * 4 + 4].fill(0);
+            }
+        })?;
+    }
+    Ok(!keep_any)
+}
+
+/// Free the data blocks of file blocks `from..to` and the indirect blocks left empty (a
+/// hole punched in the middle of a file). The caller writes the inode back.
+pub fn free_range(
+    vol: &Volume,
+    alloc: &Allocator,
+    inode: &mut Inode,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    let per = u64::from(vol.block_size()) / 4;
+    if to <= from {
+        return Ok(());
+    }
+    let mut freed: Vec<u64> = Vec::new();
+    for slot in (from.min(DIRECT) as usize)..(to.min(DIRECT) as usize) {
+        let b = u64::from(inode.block_word(slot));
+        if b != 0 {
+            freed.push(b);
+            inode.block[slot * 4..slot * 4 + 4].fill(0);
+        }
+    }
+    let mut base = DIRECT;
+    let mut span = per;
+    for level in 1..=3u32 {
+        let slot = 11 + level as usize;
+        let ptr = u64::from(inode.block_word(slot));
+        if ptr != 0 && from < base + span && to > base {
+            let (lo, hi) = (from.saturating_sub(base), (to - base).min(span));
+            let range = Range { lo, hi, span };
+            if prune_range(vol, inode.ino, ptr, level, range, &mut freed)? {
+                freed.push(ptr);
+                inode.block[slot * 4..slot * 4 + 4].fill(0);
+            }
+        }
+        base += span;
+        span = span.saturating_mul(per);
+    }
+    release(vol, alloc, inode, freed)
+}
+
+/// Free `freed` (any order) and take them off i_blocks.
+fn release(vol: &Volume, alloc: &Allocator, inode: &mut Inode, mut freed: Vec<u64>) -> Result<()> {
+    freed.sort_unstable();
+    let n = freed.len() as u64;
+    let mut i = 0;
+    while i < freed.len() {
+        let mut j = i + 1;
+        while j < freed.len() && freed[j] == freed[j - 1] + 1 {
+            j += 1;
+        }
+        alloc.free_blocks_run(vol, inode.ino, freed[i], (j - i) as u64)?;
+        i = j;
+    }
+    add_blocks(vol, inode, n, -1);
+    Ok(())
+}
+
+/// Relative file blocks `lo..hi` of a subtree covering `span` blocks.
+#[derive(Clone, Copy)]
+struct Range {
+    lo: u64,
+    hi: u64,
+    span: u64,
+}
+
+/// Free the entries of indirect block `ptr` (a `level`-level subtree) that lie in `r`.
+/// Returns whether the whole block is now unused (the caller frees it).
+fn prune_range(
+    vol: &Volume,
+    ino: u32,
+    ptr: u64,
+    level: u32,
+    r: Range,
+    freed: &mut Vec<u64>,
+) -> Result<bool> {
+    let per = u64::from(vol.block_size()) / 4;
+    let unit = r.span / per;
+    let block = vol.read_block(ptr, Some(ino))?;
+    let mut keep_any = false;
+    let mut zero: Vec<usize> = Vec::new();
+    for i in 0..per as usize {
+        let e = u64::from(le32(&block, i * 4));
+        if e == 0 {
+            continue;
+        }
+        if !vol.block_in_range(e) {
+            return Err(vol.corrupt(
+                Some(ino),
+                None,
+                format!("indirect block {ptr} points at block {e}, outside the filesystem"),
+            ));
+        }
+        let (s, t) = (i as u64 * unit, (i as u64 + 1) * unit);
+        if t <= r.lo || s >= r.hi {
+            keep_any = true;
+            continue;
+        }
+        let child = Range {
+            lo: r.lo.saturating_sub(s),
+            hi: (r.hi - s).min(unit),
+            span: unit,
+        };
+        let whole = child.lo == 0 && child.hi == unit;
+        let emptied = if level > 1 {
+            prune_range(vol, ino, e, level - 1, child, freed)?
+        } else {
+            whole
+        };
+        if emptied {
+            freed.push(e);
+            zero.push(i);
         } else {
             keep_any = true;
         }

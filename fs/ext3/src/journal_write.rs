@@ -1,17 +1,26 @@
-//! Writing the jbd2 journal (ordered mode, one transaction in the log at a time).
+//! Writing the jbd2 journal (ordered mode).
 //!
 //! Metadata changes collect in the running transaction (the volume's dirty map) while
 //! operations run; each operation holds the commit gate shared, so a commit (which takes it
 //! exclusively for a moment) only ever captures whole operations. A commit:
-//! 1. releases the blocks freed in the transaction and takes its blocks;
-//! 2. flushes file data (ordered mode: data reaches home before the metadata naming it);
-//! 3. writes descriptor and block copies to the log, points the journal superblock at them,
-//!    flushes, writes the commit block and flushes again: from here the transaction survives
-//!    a crash (the next mount, ours, the kernel's or e2fsck's, replays it);
-//! 4. checkpoints: writes the blocks home, flushes, and empties the log.
+//! 1. releases the blocks freed in the transaction (quarantined: not reusable yet) and
+//!    takes its blocks;
+//! 2. writes a descriptor and the block copies to the log after the transactions already
+//!    there (and, into an empty log, points the journal superblock at them);
+//! 3. flushes once: the file data written so far (ordered mode: data reaches home before the
+//!    metadata naming it), the log blocks and the journal superblock;
+//! 4. writes the commit block and flushes again: from here the transaction survives a crash
+//!    (the next mount, ours, the kernel's or e2fsck's, replays it).
 //!
-//! The log is empty again after every commit, so no revoke records are needed: an older
-//! transaction can never be replayed over a block reused since.
+//! An fsync costs those two flushes. The checkpoint (write the logged blocks home, flush,
+//! mark the log empty, flush) comes later: when the log is half full, when the committed
+//! blocks held in memory pass [`LOGGED_BYTES`], when the periodic committer finds nothing
+//! new, at low space and at unmount. Until their checkpoint the blocks are read from memory
+//! (`Volume::logged`).
+//!
+//! No revoke records are written. Instead, blocks freed by a transaction stay quarantined
+//! (unallocatable) until the log holding it is checkpointed and marked empty, so a replay
+//! can never write an old metadata block over a block reused since.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -39,6 +48,7 @@ pub struct JournalWriter {
     jsb_block: u64,
     uuid: [u8; 16],
     sequence: Mutex<u32>,
+    log_state: Mutex<LogState>,
     commit_lock: Mutex<()>,
     gate: RwLock<()>,
 }
@@ -119,6 +129,10 @@ impl JournalWriter {
             jsb_block,
             uuid,
             sequence: Mutex::new(seq),
+            log_state: Mutex::new(LogState {
+                next: first as usize,
+                first_seq: None,
+            }),
             commit_lock: Mutex::new(()),
             gate: RwLock::new(()),
         }))
@@ -145,21 +159,19 @@ impl JournalWriter {
         vol.file().write_all_at(&jsb, self.jsb_block * bs)
     }
 
-    /// Commit the running transaction and checkpoint it (see the module docs).
-    /// `stop_before_checkpoint` leaves a committed transaction in the log (crash tests).
-    pub fn commit(
-        &self,
-        vol: &Volume,
-        alloc: &Allocator,
-        stop_before_checkpoint: bool,
-    ) -> Result<usize> {
+    /// Commit the running transaction (see the module docs); `mode` says whether to
+    /// checkpoint now, when the log or memory asks for it, or never (crash tests). Returns
+    /// the blocks committed.
+    pub fn commit(&self, vol: &Volume, alloc: &Allocator, mode: Checkpoint) -> Result<usize> {
         let _one = self.commit_lock.lock();
-        {
+        let batch = {
             let _all = self.gate.write();
-            alloc.release_pending(vol)?;
-            let taken = std::mem::take(&mut *vol.dirty.write());
-            *vol.committing.write() = taken;
-        }
+            let batch = alloc.release_pending(vol)?;
+            // Readers look in `dirty`, then `committing`: hold `committing` while moving.
+            let mut c = vol.committing.write();
+            *c = std::mem::take(&mut *vol.dirty.write());
+            batch
+        };
         let blocks: Vec<(u64, Block)> = {
             let c = vol.committing.read();
             let mut v: Vec<(u64, Block)> = c.iter().map(|(k, b)| (*k, b.clone())).collect();
@@ -167,25 +179,43 @@ impl JournalWriter {
             v
         };
         if blocks.is_empty() {
-            alloc.end_quarantine();
+            if mode == Checkpoint::Now {
+                self.checkpoint(vol, alloc, batch)?;
+            } else if mode == Checkpoint::Lazy && vol.logged.read().is_empty() {
+                alloc.end_quarantine_upto(batch);
+            }
             return Ok(0);
         }
         let bs = vol.block_size() as usize;
-        vol.file().sync()?;
         if blocks.len() > self.capacity(vol.block_size()) {
-            // Too big for the log: write it home unjournalled (not atomic) rather than fail.
+            // Too big for the log: write it home unjournalled (not atomic) rather than fail,
+            // after everything committed before it.
             log::warn!(
                 "{}: a transaction of {} blocks does not fit the journal; written unjournalled",
                 vol.name(),
                 blocks.len()
             );
-            self.checkpoint(vol, &blocks)?;
-            alloc.end_quarantine();
+            self.checkpoint(vol, alloc, batch - 1)?;
+            vol.file().sync()?;
+            for (home, data) in &blocks {
+                vol.file().write_all_at(data, home * bs as u64)?;
+            }
+            vol.file().sync()?;
+            vol.committing.write().clear();
+            alloc.end_quarantine_upto(batch);
             return Ok(blocks.len());
         }
-        let seq = *self.sequence.lock();
         let per_desc = (bs - 12 - 16) / 8;
-        let mut pos = self.first as usize;
+        let need = blocks.len().div_ceil(per_desc) + blocks.len() + 1;
+        if self.log_state.lock().next + need > self.log.len() {
+            // No room after the transactions already in the log: write those home first.
+            self.checkpoint(vol, alloc, batch - 1)?;
+        }
+        let seq = *self.sequence.lock();
+        let (mut pos, log_was_empty) = {
+            let st = self.log_state.lock();
+            (st.next, st.first_seq.is_none())
+        };
         for chunk in blocks.chunks(per_desc) {
             let mut d = vec![0u8; bs];
             header(&mut d, DESCRIPTOR, seq);
@@ -219,32 +249,105 @@ impl JournalWriter {
                 pos += 1;
             }
         }
-        self.write_jsb(vol, self.first, seq)?;
+        if log_was_empty {
+            self.write_jsb(vol, self.first, seq)?;
+        }
+        // One flush for the file data (ordered mode), the log blocks and the journal
+        // superblock: all of them are on disk before the commit block.
         vol.file().sync()?;
         let mut c = vec![0u8; bs];
         header(&mut c, COMMIT, seq);
         vol.file().write_all_at(&c, self.log[pos] * bs as u64)?;
         vol.file().sync()?;
-        if stop_before_checkpoint {
-            return Ok(blocks.len());
+        {
+            let mut st = self.log_state.lock();
+            st.next = pos + 1;
+            st.first_seq.get_or_insert(seq);
         }
-        self.checkpoint(vol, &blocks)?;
-        self.write_jsb(vol, 0, seq.wrapping_add(1))?;
-        vol.file().sync()?;
         *self.sequence.lock() = seq.wrapping_add(1);
-        alloc.end_quarantine();
+        // Into the committed set before leaving `committing`, so readers always find it.
+        {
+            let mut logged = vol.logged.write();
+            let mut c = vol.committing.write();
+            logged.extend(c.drain());
+        }
+        let full = {
+            let st = self.log_state.lock();
+            st.next - self.first as usize > (self.log.len() - self.first as usize) / 2
+                || vol.logged.read().len() * bs > LOGGED_BYTES
+        };
+        match mode {
+            Checkpoint::Never => {}
+            Checkpoint::Now => self.checkpoint(vol, alloc, batch)?,
+            Checkpoint::Lazy if full => self.checkpoint(vol, alloc, batch)?,
+            Checkpoint::Lazy => {}
+        }
         Ok(blocks.len())
     }
 
-    fn checkpoint(&self, vol: &Volume, blocks: &[(u64, Block)]) -> Result<()> {
+    /// Whether committed transactions wait in the log for their checkpoint.
+    pub fn has_logged(&self) -> bool {
+        self.log_state.lock().first_seq.is_some()
+    }
+
+    /// Write every committed block home, flush, mark the log empty (flushed too: until then
+    /// a replay may still write old blocks), and let the blocks freed by release batches up
+    /// to `batch` be reused. The caller holds the commit lock.
+    fn checkpoint(&self, vol: &Volume, alloc: &Allocator, batch: u64) -> Result<()> {
+        let blocks: Vec<(u64, Block)> = {
+            let l = vol.logged.read();
+            let mut v: Vec<(u64, Block)> = l.iter().map(|(k, b)| (*k, b.clone())).collect();
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        };
         let bs = u64::from(vol.block_size());
-        for (home, data) in blocks {
+        for (home, data) in &blocks {
             vol.file().write_all_at(data, home * bs)?;
         }
-        vol.file().sync()?;
-        vol.committing.write().clear();
+        if self.has_logged() {
+            vol.file().sync()?;
+            self.write_jsb(vol, 0, *self.sequence.lock())?;
+            vol.file().sync()?;
+            let mut st = self.log_state.lock();
+            st.next = self.first as usize;
+            st.first_seq = None;
+        }
+        {
+            // Only the versions written above: a block logged again since stays.
+            let mut l = vol.logged.write();
+            for (home, data) in &blocks {
+                if l.get(home).is_some_and(|b| std::sync::Arc::ptr_eq(b, data)) {
+                    l.remove(home);
+                }
+            }
+        }
+        alloc.end_quarantine_upto(batch);
         Ok(())
     }
+}
+
+/// When a commit checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Right after the commit (unmount, the periodic commit, low space).
+    Now,
+    /// When the log is half full or the committed blocks held in memory pass
+    /// [`LOGGED_BYTES`] (fsync: two flushes, the checkpoint's come later).
+    Lazy,
+    /// Never: leave the transaction in the log (crash tests).
+    Never,
+}
+
+/// Most bytes of committed blocks kept in memory waiting for a checkpoint.
+pub const LOGGED_BYTES: usize = 8 << 20;
+
+/// Where the next transaction goes in the log, and whether the log holds any.
+#[derive(Debug)]
+struct LogState {
+    /// Log position of the next descriptor block.
+    next: usize,
+    /// Sequence of the oldest transaction in the log; `None` when it is empty.
+    first_seq: Option<u32>,
 }
 
 /// Turn journalling on for `vol`: needs_recovery is set on disk first, so a crash from

@@ -51,8 +51,11 @@ pub struct Volume {
     pub(crate) journaling: std::sync::atomic::AtomicBool,
     /// The running transaction: metadata blocks changed since the last commit.
     pub(crate) dirty: parking_lot::RwLock<HashMap<u64, Block>>,
-    /// The transaction being committed, until its blocks are home.
+    /// The transaction being committed, until it is in the log.
     pub(crate) committing: parking_lot::RwLock<HashMap<u64, Block>>,
+    /// Committed transactions in the log, not yet written home (the latest version of each
+    /// block), until the checkpoint.
+    pub(crate) logged: parking_lot::RwLock<HashMap<u64, Block>>,
 }
 
 impl Volume {
@@ -142,6 +145,7 @@ impl Volume {
             journaling: std::sync::atomic::AtomicBool::new(false),
             dirty: parking_lot::RwLock::new(HashMap::new()),
             committing: parking_lot::RwLock::new(HashMap::new()),
+            logged: parking_lot::RwLock::new(HashMap::new()),
         };
         Ok(vol)
     }
@@ -212,6 +216,9 @@ impl Volume {
                 return Ok(Arc::clone(b));
             }
             if let Some(b) = self.committing.read().get(&blk) {
+                return Ok(Arc::clone(b));
+            }
+            if let Some(b) = self.logged.read().get(&blk) {
                 return Ok(Arc::clone(b));
             }
         }

@@ -11,7 +11,7 @@ use parking_lot::RwLockReadGuard;
 use super::Ext3Fs;
 use crate::alloc::Allocator;
 use crate::error::Error;
-use crate::journal_write::{self, JournalWriter};
+use crate::journal_write::{self, Checkpoint, JournalWriter};
 use crate::superblock::COMPAT_HAS_JOURNAL;
 use crate::volume::Volume;
 use crate::volume_write::STATE_VALID;
@@ -55,24 +55,36 @@ impl Ext3Fs {
         let j = self.journal.as_ref()?;
         let a = self.alloc.as_deref()?;
         let running = journal_write::running_blocks(&self.vol);
-        let low_space = a.has_pending() && a.allocatable_blocks() < self.vol.sb().blocks_count / 32;
+        let low_space = (a.has_pending() || a.has_quarantined())
+            && a.allocatable_blocks() < self.vol.sb().blocks_count / 32;
+        let mode = if low_space {
+            // Blocks freed by logged transactions come back at the checkpoint.
+            Checkpoint::Now
+        } else {
+            Checkpoint::Lazy
+        };
         if (running > j.capacity(self.vol.block_size()) / 2 || low_space)
-            && let Err(e) = j.commit(&self.vol, a, false)
+            && let Err(e) = j.commit(&self.vol, a, mode)
         {
             self.faults.warn("journal commit", 0, &e);
         }
         Some(j.enter())
     }
 
-    /// Commit the running transaction now.
+    /// Commit the running transaction now and checkpoint the log.
     pub fn commit(&self) -> std::result::Result<usize, Error> {
+        self.commit_with(Checkpoint::Now)
+    }
+
+    fn commit_with(&self, mode: Checkpoint) -> std::result::Result<usize, Error> {
         match (&self.journal, self.alloc.as_deref()) {
-            (Some(j), Some(a)) => j.commit(&self.vol, a, false),
+            (Some(j), Some(a)) => j.commit(&self.vol, a, mode),
             _ => Ok(0),
         }
     }
 
-    /// Flush everything written so far and record the current free counts.
+    /// Flush everything written so far and record the current free counts (fsync: the
+    /// transaction is committed; its checkpoint comes later).
     pub fn sync(&self) -> std::result::Result<(), Error> {
         let Some(a) = self.alloc.as_deref() else {
             return Ok(());
@@ -85,7 +97,7 @@ impl Ext3Fs {
                 self.vol.sb().state & !STATE_VALID,
             )?;
         }
-        self.commit()?;
+        self.commit_with(Checkpoint::Lazy)?;
         self.vol.file().sync()
     }
 
@@ -132,7 +144,7 @@ impl Ext3Fs {
     pub fn simulate_crash_after_commit(&self) -> std::result::Result<usize, Error> {
         self.stop_committer.store(true, Ordering::Release);
         match (&self.journal, self.alloc.as_deref()) {
-            (Some(j), Some(a)) => j.commit(&self.vol, a, true),
+            (Some(j), Some(a)) => j.commit(&self.vol, a, Checkpoint::Never),
             _ => Ok(0),
         }
     }
@@ -171,9 +183,15 @@ fn spawn_committer(
                 }
                 waited = Duration::ZERO;
                 let Some(vol) = vol.upgrade() else { return };
-                if (journal_write::running_blocks(&vol) > 0 || a.has_pending())
-                    && let Err(e) = j.commit(&vol, &a, false)
-                {
+                // Commit what changed; once nothing does, checkpoint what is in the log.
+                let r = if journal_write::running_blocks(&vol) > 0 || a.has_pending() {
+                    j.commit(&vol, &a, Checkpoint::Lazy)
+                } else if j.has_logged() {
+                    j.commit(&vol, &a, Checkpoint::Now)
+                } else {
+                    Ok(0)
+                };
+                if let Err(e) = r {
                     log::error!("{e}");
                 }
             }

@@ -15,6 +15,8 @@ use squashbox_vfs::{
 };
 
 mod journaling;
+mod privs;
+mod range_ops;
 mod write;
 
 use crate::alloc::Allocator;
@@ -321,7 +323,19 @@ impl Ext3Fs {
 impl Filesystem for Ext3Fs {
     fn policy(&self) -> MountPolicy {
         if self.writable() {
-            MountPolicy::writable()
+            // Every change reaches the image through this server and the kernel that sends
+            // it: the kernel may keep written pages and send them in large writes (fsync
+            // and unmount write them back first), remember misses for as long as entries,
+            // and skip OPEN/RELEASE (opens hold no state here). Privileges are dropped here
+            // (`privs`), so the kernel does not ask for security.capability before every
+            // write.
+            MountPolicy {
+                writeback_cache: true,
+                kills_privs: true,
+                no_open: true,
+                negative_ttl: WRITABLE_TTL,
+                ..MountPolicy::writable()
+            }
         } else {
             MountPolicy::immutable()
         }
@@ -418,6 +432,33 @@ impl Filesystem for Ext3Fs {
         _flags: OpenFlags,
     ) -> Result<u32> {
         self.do_write(node, offset, data)
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        node: NodeId,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<()> {
+        self.do_fallocate(node, offset, length, mode)
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        node_in: NodeId,
+        _fh_in: FileHandle,
+        offset_in: u64,
+        node_out: NodeId,
+        _fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: u32,
+    ) -> Result<u32> {
+        self.do_copy_file_range(node_in, offset_in, node_out, offset_out, len)
     }
 
     fn setxattr(

@@ -10,7 +10,7 @@ use squashbox_vfs::{
     AttrOut, Entry, Errno, FileType, NodeId, RenameFlags, Request, Result, SetAttr, Timespec,
 };
 
-use super::Ext3Fs;
+use super::{Ext3Fs, privs};
 use crate::alloc::Allocator;
 use crate::dir_write;
 use crate::error::Error;
@@ -47,11 +47,11 @@ fn now() -> Timespec {
 }
 
 impl Ext3Fs {
-    fn alloc(&self) -> Result<&Allocator> {
+    pub(super) fn alloc(&self) -> Result<&Allocator> {
         self.alloc.as_deref().ok_or(Errno::EROFS)
     }
 
-    fn err(&self, what: &'static str, node: NodeId, e: Error) -> Errno {
+    pub(super) fn err(&self, what: &'static str, node: NodeId, e: Error) -> Errno {
         let errno = e.errno();
         if errno != libc::ENOSPC && errno != libc::EFBIG {
             self.faults.warn(what, node, &e);
@@ -674,6 +674,13 @@ impl Ext3Fs {
         if let Some(g) = set.gid {
             inode.gid = g;
         }
+        if set.uid.is_some() || set.gid.is_some() || set.size.is_some() {
+            if set.mode.is_none() && set.size.is_none() {
+                inode.mode = privs::mode_after_chown(inode.mode);
+            }
+            privs::kill_capability(&self.vol, a, &mut inode)
+                .map_err(|e| self.err("setattr", node, e))?;
+        }
         if let Some(size) = set.size {
             match inode.kind() {
                 Some(FileType::RegularFile) => {}
@@ -717,6 +724,7 @@ impl Ext3Fs {
         if inode.has_extents() {
             return Err(Errno::EROFS);
         }
+        privs::kill_capability(&self.vol, a, &mut inode).map_err(|e| self.err("write", node, e))?;
         let (done, r) = file_write::write(&self.vol, a, &mut inode, offset, data);
         let t = now();
         inode.mtime = t;
