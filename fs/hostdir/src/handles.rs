@@ -1,4 +1,8 @@
 //! [`HandleTable`]: open files and directories, each holding its own descriptor.
+//!
+//! The table also finds an open handle by node, so calls that come without one (the kernel
+//! sends chown, chmod, utimes and xattr calls without a handle even when the caller used a
+//! descriptor) can use a real descriptor instead of the node's `O_PATH` one.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -19,17 +23,24 @@ pub struct Handle {
     pub dir_lock: Mutex<()>,
 }
 
+#[derive(Default)]
+struct Maps {
+    by_fh: HashMap<u64, Arc<Handle>>,
+    /// The handles open on each node, in the order they were opened.
+    by_node: HashMap<NodeId, Vec<u64>>,
+}
+
 /// Handles by number (0 is never used: it means "no handle").
 pub struct HandleTable {
     next: AtomicU64,
-    map: Mutex<HashMap<u64, Arc<Handle>>>,
+    map: Mutex<Maps>,
 }
 
 impl Default for HandleTable {
     fn default() -> Self {
         HandleTable {
             next: AtomicU64::new(1),
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Maps::default()),
         }
     }
 }
@@ -43,7 +54,9 @@ impl HandleTable {
             fd,
             dir_lock: Mutex::new(()),
         });
-        self.map.lock().insert(fh, h);
+        let mut m = self.map.lock();
+        m.by_fh.insert(fh, h);
+        m.by_node.entry(node).or_default().push(fh);
         FileHandle(fh)
     }
 
@@ -52,17 +65,32 @@ impl HandleTable {
         if fh.0 == 0 {
             return None;
         }
-        self.map.lock().get(&fh.0).cloned()
+        self.map.lock().by_fh.get(&fh.0).cloned()
+    }
+
+    /// The most recently opened handle still open on `node`, if any.
+    pub fn any_for(&self, node: NodeId) -> Option<Arc<Handle>> {
+        let m = self.map.lock();
+        let fh = *m.by_node.get(&node)?.last()?;
+        m.by_fh.get(&fh).cloned()
     }
 
     /// Close `fh` (the descriptor closes when the last user lets go).
     pub fn remove(&self, fh: FileHandle) -> Option<Arc<Handle>> {
-        self.map.lock().remove(&fh.0)
+        let mut m = self.map.lock();
+        let h = m.by_fh.remove(&fh.0)?;
+        if let Some(list) = m.by_node.get_mut(&h.node) {
+            list.retain(|&x| x != fh.0);
+            if list.is_empty() {
+                m.by_node.remove(&h.node);
+            }
+        }
+        Some(h)
     }
 
     /// Handles open now.
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().by_fh.len()
     }
 
     /// Whether none is open.

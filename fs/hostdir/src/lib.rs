@@ -11,7 +11,9 @@
 //! - [`fd_cache`]: a bounded LRU set of `O_PATH` descriptors; a node without one is opened
 //!   again from its parent's descriptor and name, checked against its device and inode
 //!   number;
-//! - [`handles`]: open files and directories, each with its own descriptor;
+//! - [`handles`]: open files and directories, each with its own descriptor, also found by
+//!   node (calls without a handle use an open one's descriptor where there is one);
+//! - [`fresh`]: nodes made here with no xattr set since (some xattr reads need no host call);
 //! - [`sys`] and [`xattr`]: the system calls;
 //! - `read_ops`, `write_ops` and `filesystem`: the [`squashbox_vfs::Filesystem`]
 //!   implementation.
@@ -24,6 +26,7 @@
 
 pub mod fd_cache;
 mod filesystem;
+pub mod fresh;
 pub mod handles;
 pub mod nodes;
 mod read_ops;
@@ -43,6 +46,7 @@ use squashbox_vfs::{
 };
 
 use crate::fd_cache::FdCache;
+use crate::fresh::FreshSet;
 use crate::handles::HandleTable;
 use crate::nodes::NodeTable;
 use crate::xattr::XattrTarget;
@@ -97,6 +101,7 @@ pub struct HostDir {
     nodes: NodeTable,
     fds: FdCache,
     handles: HandleTable,
+    fresh: FreshSet,
     faults: FaultLog,
     opts: HostDirOptions,
     as_root: bool,
@@ -166,6 +171,7 @@ impl HostDir {
             nodes: NodeTable::new(st.st_dev, st.st_ino, opts.keep_forgotten),
             fds: FdCache::new(opts.fd_limit),
             handles: HandleTable::default(),
+            fresh: FreshSet::default(),
             faults: FaultLog::new(&name),
             root: Arc::new(root),
             opts,
@@ -219,6 +225,7 @@ impl HostDir {
     fn drop_fds(&self, dropped: Vec<NodeId>) {
         for n in dropped {
             self.fds.remove(n);
+            self.fresh.clear(n);
         }
     }
 
@@ -268,6 +275,14 @@ impl HostDir {
         Ok(dir)
     }
 
+    /// The type of `node` as the node table knows it (no system call).
+    fn kind_known(&self, node: NodeId) -> Result<FileType> {
+        if node == ROOT_ID {
+            return Ok(FileType::Directory);
+        }
+        self.nodes.kind(node).ok_or_else(|| self.unknown(node))
+    }
+
     fn attr_of(&self, node: NodeId, st: &libc::stat) -> Result<Attr> {
         Ok(Attr {
             ino: self.nodes.st_ino(node),
@@ -310,19 +325,40 @@ impl HostDir {
             Err(e) => return Err(e),
         };
         let st = sys::fstat(fd.as_fd())?;
+        self.remember(parent, name, &st, Some(fd)).map(Some)
+    }
+
+    /// Record one lookup of the inode `st` describes as `name` in `parent`, keeping its
+    /// `O_PATH` descriptor if given (without one, the node is opened again from its parent
+    /// when first needed).
+    fn remember(
+        &self,
+        parent: NodeId,
+        name: &OsStr,
+        st: &libc::stat,
+        fd: Option<OwnedFd>,
+    ) -> Result<Entry> {
         let kind = kind_of(st.st_mode)?;
         let (id, dropped) = self
             .nodes
             .remember(parent, name, st.st_dev, st.st_ino, kind);
         self.drop_fds(dropped);
-        if id != ROOT_ID {
+        if let (Some(fd), false) = (fd, id == ROOT_ID) {
             self.fds.insert(id, Arc::new(fd));
         }
-        Ok(Some(self.entry_of(id, &st)?))
+        self.entry_of(id, st)
+    }
+
+    /// Record a node this server has just made (`st` its attributes): counted as one
+    /// lookup, and fresh (see [`fresh`]).
+    fn remember_new(&self, parent: NodeId, name: &OsStr, st: &libc::stat) -> Result<Entry> {
+        let entry = self.remember(parent, name, st, None)?;
+        self.fresh.mark(entry.node);
+        Ok(entry)
     }
 
     /// After creating `name` in `parent`: give it the caller's owner (as root) and the
-    /// asked-for mode, then look it up.
+    /// asked-for mode, and record it (keeping the `O_PATH` descriptor opened here).
     fn finish_create(
         &self,
         req: &Request,
@@ -332,19 +368,21 @@ impl HostDir {
         mode: u32,
     ) -> Result<Entry> {
         let fd = sys::open_beneath(dir, name, libc::O_PATH, 0)?;
-        self.settle_new(req, dir, fd.as_fd(), mode)?;
-        drop(fd);
-        self.lookup_in(parent, dir, name)?.ok_or(Errno::ENOENT)
+        let st = self.settle_new(req, dir, fd.as_fd(), mode)?;
+        let entry = self.remember(parent, name, &st, Some(fd))?;
+        self.fresh.mark(entry.node);
+        Ok(entry)
     }
 
-    /// Owner and mode of a node this server just made (`fd` any descriptor of it).
+    /// Owner and mode of a node this server just made (`fd` any descriptor of it); returns
+    /// its attributes after that.
     fn settle_new(
         &self,
         req: &Request,
         dir: BorrowedFd<'_>,
         fd: BorrowedFd<'_>,
         mode: u32,
-    ) -> Result<()> {
+    ) -> Result<libc::stat> {
         let mut st = sys::fstat(fd)?;
         if self.as_root && (st.st_uid != req.uid || st.st_gid != req.gid) {
             let parent = sys::fstat(dir)?;
@@ -363,20 +401,31 @@ impl HostDir {
             }
             if st.st_mode & 0o7777 != want {
                 sys::chmod_fd(fd, want)?;
+                st = sys::fstat(fd)?;
             }
         }
-        Ok(())
+        Ok(st)
     }
 
-    /// How to reach the xattrs of `node` without following it.
-    fn xattr_target(&self, node: NodeId) -> Result<(XattrTarget, Arc<OwnedFd>)> {
-        let fd = self.fd_of(node)?;
-        let st = sys::fstat(fd.as_fd())?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            use std::os::fd::AsRawFd;
-            let path = sys::proc_path(fd.as_raw_fd());
-            return Ok((XattrTarget { path, follow: true }, fd));
+    /// Whether `name` is certainly absent from `node` without asking the host (see
+    /// [`fresh`]).
+    fn xattr_absent(&self, node: NodeId, name: &OsStr) -> bool {
+        fresh::absent_when_fresh(name.as_bytes()) && self.fresh.contains(node)
+    }
+
+    /// How to reach the xattrs of `node` without following it; the second value keeps the
+    /// descriptor the target uses open.
+    fn xattr_target(&self, node: NodeId) -> Result<(XattrTarget, XattrKeep)> {
+        use std::os::fd::AsRawFd;
+        if let Some(h) = self.handles.any_for(node) {
+            return Ok((XattrTarget::Fd(h.fd.as_raw_fd()), XattrKeep::Handle(h)));
         }
+        let fd = self.fd_of(node)?;
+        if self.kind_known(node)? != FileType::Symlink {
+            let path = sys::proc_path(fd.as_raw_fd());
+            return Ok((XattrTarget::Path { path, follow: true }, XattrKeep::Fd(fd)));
+        }
+        let st = sys::fstat(fd.as_fd())?;
         let loc = self
             .nodes
             .location(node)
@@ -386,16 +435,22 @@ impl HostDir {
         if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino) {
             return Err(Errno::ESTALE);
         }
-        use std::os::fd::AsRawFd;
         let path = sys::proc_child(dir.as_raw_fd(), &loc.name)?;
         Ok((
-            XattrTarget {
+            XattrTarget::Path {
                 path,
                 follow: false,
             },
-            dir,
+            XattrKeep::Fd(dir),
         ))
     }
+}
+
+/// What keeps an [`XattrTarget`]'s descriptor open while it is used.
+#[allow(dead_code)] // held only to be dropped after the calls
+enum XattrKeep {
+    Fd(Arc<OwnedFd>),
+    Handle(Arc<handles::Handle>),
 }
 
 #[cfg(test)]

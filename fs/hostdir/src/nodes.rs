@@ -283,6 +283,12 @@ impl NodeTable {
         })
     }
 
+    /// The type of `node` at its last lookup (`None`: not known). Types never change, so
+    /// this spares an `fstat` where only the type matters.
+    pub fn kind(&self, node: NodeId) -> Option<FileType> {
+        self.inner.lock().nodes.get(&node).map(|n| n.kind)
+    }
+
     /// Whether `node` is known.
     pub fn contains(&self, node: NodeId) -> bool {
         self.inner.lock().nodes.contains_key(&node)

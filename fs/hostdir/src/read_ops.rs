@@ -269,6 +269,9 @@ impl HostDir {
     }
 
     pub(crate) fn do_getxattr(&self, node: NodeId, name: &OsStr, size: u32) -> Result<XattrData> {
+        if self.xattr_absent(node, name) {
+            return Err(Errno::ENODATA);
+        }
         let (t, _fd) = self.xattr_target(node)?;
         t.get(name, size)
     }

@@ -296,6 +296,12 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
     check(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) })
 }
 
+/// `fchmod` of an open (not `O_PATH`) descriptor.
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+    // SAFETY: plain syscall on a descriptor we hold.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })
+}
+
 /// Set the access and modification times of what `fd` holds, without following it
 /// (`UTIME_OMIT` in a field leaves that time alone).
 pub fn utimes_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {

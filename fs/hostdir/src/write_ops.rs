@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::os::fd::AsFd;
 
 use squashbox_vfs::{
-    AttrOut, Entry, Errno, FileHandle, NodeId, OpenFlags, Opened, RenameFlags, Request, Result,
-    SetAttr, TimeSet,
+    AttrOut, Entry, Errno, FileHandle, FileType, NodeId, OpenFlags, Opened, RenameFlags, Request,
+    Result, SetAttr, TimeSet,
 };
 
 use crate::{HostDir, check_name, decode_dev, sys};
@@ -36,30 +36,54 @@ fn utime(t: Option<TimeSet>) -> libc::timespec {
 impl HostDir {
     pub(crate) fn do_setattr(&self, node: NodeId, set: &SetAttr) -> Result<AttrOut> {
         self.writable()?;
-        let fd = self.fd_of(node)?;
-        let st = sys::fstat(fd.as_fd())?;
-        let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+        // An open handle of the node (never a symlink) serves every change directly, and
+        // its descriptor answers the final fstat; otherwise the node's `O_PATH` descriptor,
+        // whose type the node table already knows (a type never changes).
+        let given = set
+            .fh
+            .and_then(|f| self.handles.get(f))
+            .filter(|h| h.node == node);
+        let truncate_with = given.clone();
+        let handle = given.or_else(|| self.handles.any_for(node));
+        let path_fd;
+        let fd = match &handle {
+            Some(h) => h.fd.as_fd(),
+            None => {
+                path_fd = self.fd_of(node)?;
+                path_fd.as_fd()
+            }
+        };
+        let is_link = handle.is_none() && self.kind_known(node)? == FileType::Symlink;
         if set.uid.is_some() || set.gid.is_some() {
-            sys::chown_fd(
-                fd.as_fd(),
-                set.uid.unwrap_or(u32::MAX),
-                set.gid.unwrap_or(u32::MAX),
-            )?;
+            sys::chown_fd(fd, set.uid.unwrap_or(u32::MAX), set.gid.unwrap_or(u32::MAX))?;
         }
         if let Some(mode) = set.mode {
             if is_link {
                 return Err(Errno::EOPNOTSUPP);
             }
-            sys::chmod_fd(fd.as_fd(), mode & 0o7777)?;
+            match &handle {
+                Some(_) => sys::fchmod(fd, mode & 0o7777)?,
+                None => sys::chmod_fd(fd, mode & 0o7777)?,
+            }
         }
         if let Some(size) = set.size {
-            let io = self.io_fd(node, set.fh.unwrap_or_default(), libc::O_WRONLY)?;
-            sys::truncate_fd(io.fd(), size)?;
+            // Only through the handle the kernel named (another may be read-only).
+            match &truncate_with {
+                Some(h) => sys::truncate_fd(h.fd.as_fd(), size)?,
+                None => {
+                    let io = self.io_fd(node, FileHandle(0), libc::O_WRONLY)?;
+                    sys::truncate_fd(io.fd(), size)?;
+                }
+            }
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            sys::utimes_fd(fd.as_fd(), &[utime(set.atime), utime(set.mtime)])?;
+            sys::utimes_fd(fd, &[utime(set.atime), utime(set.mtime)])?;
         }
-        self.do_getattr(node, set.fh)
+        let st = sys::fstat(fd)?;
+        Ok(AttrOut {
+            attr: self.attr_of(node, &st)?,
+            ttl: self.opts.ttl,
+        })
     }
 
     pub(crate) fn do_mknod(
@@ -190,21 +214,27 @@ impl HostDir {
         let dir = self.fd_of(parent)?;
         let base = flags.0 & !(libc::O_DIRECT | libc::O_CREAT | libc::O_EXCL | libc::O_DIRECTORY);
         let perm = mode & 0o7777 & !req.umask;
-        let fd =
+        // The kernel only sends CREATE after a lookup that missed, so the name is created
+        // with O_EXCL straight away, and the descriptor it returns gives the attributes: no
+        // lookup before or after. The node's `O_PATH` descriptor is opened when first needed
+        // (calls on it while this handle is open use the handle's descriptor).
+        let (fd, entry) =
             match sys::open_beneath(dir.as_fd(), name, base | libc::O_CREAT | libc::O_EXCL, perm) {
                 Ok(fd) => {
-                    self.settle_new(req, dir.as_fd(), fd.as_fd(), mode)?;
-                    fd
+                    let st = self.settle_new(req, dir.as_fd(), fd.as_fd(), mode)?;
+                    let entry = self.remember_new(parent, name, &st)?;
+                    (fd, entry)
                 }
                 // Created by someone else since the kernel's lookup: open what is there.
                 Err(Errno::EEXIST) if !flags.has(libc::O_EXCL) => {
-                    sys::open_beneath(dir.as_fd(), name, base, 0)?
+                    let fd = sys::open_beneath(dir.as_fd(), name, base, 0)?;
+                    let entry = self
+                        .lookup_in(parent, dir.as_fd(), name)?
+                        .ok_or(Errno::ENOENT)?;
+                    (fd, entry)
                 }
                 Err(e) => return Err(e),
             };
-        let entry = self
-            .lookup_in(parent, dir.as_fd(), name)?
-            .ok_or(Errno::ENOENT)?;
         let fh = self.handles.insert(entry.node, fd);
         Ok((
             entry,
@@ -285,12 +315,14 @@ impl HostDir {
         flags: i32,
     ) -> Result<()> {
         self.writable()?;
+        self.fresh.clear(node);
         let (t, _fd) = self.xattr_target(node)?;
         t.set(name, value, flags)
     }
 
     pub(crate) fn do_removexattr(&self, node: NodeId, name: &OsStr) -> Result<()> {
         self.writable()?;
+        self.fresh.clear(node);
         let (t, _fd) = self.xattr_target(node)?;
         t.remove(name)
     }

@@ -1,7 +1,8 @@
 //! Extended attributes of a node, addressed without following anything.
 //!
-//! There are no `*at` forms of the xattr calls that take an `O_PATH` descriptor on every
-//! kernel, so a node is addressed through `/proc/self/fd`:
+//! A node with an open handle is addressed through that handle's real descriptor with the
+//! `f*` calls (no path walk). Otherwise there is no form of the xattr calls that takes an
+//! `O_PATH` descriptor on every kernel, so a node is addressed through `/proc/self/fd`:
 //! - anything but a symlink: `/proc/self/fd/N` of its own descriptor, with the following
 //!   calls (the magic link lands on the inode itself, which is not a symlink, so nothing more
 //!   is followed);
@@ -9,17 +10,24 @@
 //!   do not follow the final component.
 
 use std::ffi::{CString, OsStr};
+use std::os::fd::RawFd;
 
 use squashbox_vfs::{Errno, Result, XattrData};
 
 use crate::sys::{cstr, last};
 
 /// How to reach one node's xattrs.
-pub struct XattrTarget {
-    /// The `/proc/self/fd/...` path.
-    pub path: CString,
-    /// Use the following calls (`getxattr`) rather than the `l*` ones.
-    pub follow: bool,
+pub enum XattrTarget {
+    /// An open (not `O_PATH`) descriptor of the node, which the caller keeps open across
+    /// the calls: the `f*` calls.
+    Fd(RawFd),
+    /// A `/proc/self/fd/...` path.
+    Path {
+        /// The path.
+        path: CString,
+        /// Use the following calls (`getxattr`) rather than the `l*` ones.
+        follow: bool,
+    },
 }
 
 fn sized(rc: isize) -> Result<usize> {
@@ -39,10 +47,14 @@ impl XattrTarget {
         // SAFETY: the strings are NUL-terminated; `ptr`/`len` describe `buf` (or are null/0
         // for a size probe).
         let got = sized(unsafe {
-            if self.follow {
-                libc::getxattr(self.path.as_ptr(), n.as_ptr(), ptr, len)
-            } else {
-                libc::lgetxattr(self.path.as_ptr(), n.as_ptr(), ptr, len)
+            match self {
+                XattrTarget::Fd(fd) => libc::fgetxattr(*fd, n.as_ptr(), ptr, len),
+                XattrTarget::Path { path, follow: true } => {
+                    libc::getxattr(path.as_ptr(), n.as_ptr(), ptr, len)
+                }
+                XattrTarget::Path { path, .. } => {
+                    libc::lgetxattr(path.as_ptr(), n.as_ptr(), ptr, len)
+                }
             }
         })?;
         if size == 0 {
@@ -78,10 +90,12 @@ impl XattrTarget {
         };
         // SAFETY: the path is NUL-terminated; `ptr`/`len` describe `buf` or are null/0.
         let got = sized(unsafe {
-            if self.follow {
-                libc::listxattr(self.path.as_ptr(), ptr, len)
-            } else {
-                libc::llistxattr(self.path.as_ptr(), ptr, len)
+            match self {
+                XattrTarget::Fd(fd) => libc::flistxattr(*fd, ptr, len),
+                XattrTarget::Path { path, follow: true } => {
+                    libc::listxattr(path.as_ptr(), ptr, len)
+                }
+                XattrTarget::Path { path, .. } => libc::llistxattr(path.as_ptr(), ptr, len),
             }
         })?;
         if size == 0 {
@@ -98,23 +112,16 @@ impl XattrTarget {
         let n = cstr(name)?;
         // SAFETY: the strings are NUL-terminated; the value pointer and length describe a
         // live slice.
+        let (v, vlen) = (value.as_ptr().cast(), value.len());
         let rc = unsafe {
-            if self.follow {
-                libc::setxattr(
-                    self.path.as_ptr(),
-                    n.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    flags,
-                )
-            } else {
-                libc::lsetxattr(
-                    self.path.as_ptr(),
-                    n.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    flags,
-                )
+            match self {
+                XattrTarget::Fd(fd) => libc::fsetxattr(*fd, n.as_ptr(), v, vlen, flags),
+                XattrTarget::Path { path, follow: true } => {
+                    libc::setxattr(path.as_ptr(), n.as_ptr(), v, vlen, flags)
+                }
+                XattrTarget::Path { path, .. } => {
+                    libc::lsetxattr(path.as_ptr(), n.as_ptr(), v, vlen, flags)
+                }
             }
         };
         if rc < 0 { Err(last()) } else { Ok(()) }
@@ -125,10 +132,12 @@ impl XattrTarget {
         let n = cstr(name)?;
         // SAFETY: both strings are NUL-terminated and live across the call.
         let rc = unsafe {
-            if self.follow {
-                libc::removexattr(self.path.as_ptr(), n.as_ptr())
-            } else {
-                libc::lremovexattr(self.path.as_ptr(), n.as_ptr())
+            match self {
+                XattrTarget::Fd(fd) => libc::fremovexattr(*fd, n.as_ptr()),
+                XattrTarget::Path { path, follow: true } => {
+                    libc::removexattr(path.as_ptr(), n.as_ptr())
+                }
+                XattrTarget::Path { path, .. } => libc::lremovexattr(path.as_ptr(), n.as_ptr()),
             }
         };
         if rc < 0 { Err(last()) } else { Ok(()) }

@@ -15,15 +15,23 @@ use crate::handles::Handle;
 use crate::layer::{is_private_xattr, no_enosys};
 use crate::nodes::Part;
 
+/// How long the kernel may remember a miss in a writable overlay.
+const NEGATIVE_TTL: Duration = Duration::from_secs(3600);
+
 impl Filesystem for Overlay {
     fn policy(&self) -> MountPolicy {
         if self.upper.is_some() {
             // The kernel keeps written pages and sends them in large writes (opens for
             // writing reach the upper read-write and without O_APPEND: `open_upper`); set-IDs
             // and capabilities are cleared where the upper clears them.
+            // Misses are cached as the kernel's overlay caches them: every change to the
+            // layers comes through this mount, and the kernel turns a cached miss into the
+            // new entry on create, link, rename and mknod (changing a layer underneath is
+            // undefined, as for the kernel's overlay). Import storms are mostly misses.
             return MountPolicy {
                 writeback_cache: true,
                 kills_privs: self.layers[0].fs.policy().kills_privs,
+                negative_ttl: NEGATIVE_TTL,
                 ..MountPolicy::writable()
             };
         }

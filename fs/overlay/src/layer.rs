@@ -66,6 +66,19 @@ pub struct Listed {
     pub ino: u64,
 }
 
+/// What a name is in one layer directory ([`Layer::probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameState {
+    /// An object that is not a whiteout.
+    Present,
+    /// A 0/0 character device: a whiteout.
+    Device,
+    /// Absent, with a `.wh.NAME` file beside it: a whiteout.
+    WhiteoutFile,
+    /// Neither the name nor its `.wh.` form.
+    Absent,
+}
+
 /// One filesystem of the stack.
 pub struct Layer {
     /// The filesystem.
@@ -123,13 +136,29 @@ impl Layer {
     /// Whether `name` in `dir` is a whiteout here: `Some(true)` a 0/0 device, `Some(false)`
     /// a `.wh.NAME` file, `None` neither.
     pub fn whiteout_at(&self, req: &Request, dir: NodeId, name: &OsStr) -> Result<Option<bool>> {
+        Ok(match self.probe(req, dir, name)? {
+            NameState::Device => Some(true),
+            NameState::WhiteoutFile => Some(false),
+            NameState::Present | NameState::Absent => None,
+        })
+    }
+
+    /// What `name` is in `dir` here (no lookup is kept): at most two lookups, of `name` and
+    /// of its `.wh.` form.
+    pub fn probe(&self, req: &Request, dir: NodeId, name: &OsStr) -> Result<NameState> {
         if let Some(e) = self.lookup(req, dir, name)? {
             self.forget(e.node);
-            return Ok(is_whiteout(&e.attr).then_some(true));
+            return Ok(if is_whiteout(&e.attr) {
+                NameState::Device
+            } else {
+                NameState::Present
+            });
         }
-        Ok(self
-            .exists(req, dir, &whiteout_name(name))?
-            .then_some(false))
+        Ok(if self.exists(req, dir, &whiteout_name(name))? {
+            NameState::WhiteoutFile
+        } else {
+            NameState::Absent
+        })
     }
 
     /// Every entry of directory `dir` but "." and "..".

@@ -46,6 +46,7 @@ pub mod idmap;
 pub mod ids;
 pub mod layer;
 mod lookup;
+pub mod misses;
 mod modify;
 pub mod nodes;
 pub mod upper;
@@ -100,6 +101,8 @@ pub struct Overlay {
     upper: Option<UpperInfo>,
     /// Held by every operation that changes names or copies up.
     change: Mutex<()>,
+    /// Recent lookup misses in upper-only directories, and the change generation.
+    misses: misses::MissCache,
     nodes: NodeTable,
     ids: Ids,
     handles: HandleTable,
@@ -189,6 +192,7 @@ impl Overlay {
             layers,
             upper: info,
             change: Mutex::new(()),
+            misses: misses::MissCache::default(),
             nodes: NodeTable::new(root_parts, KEEP_FORGOTTEN),
             ids: Ids::default(),
             handles: HandleTable::default(),

@@ -26,11 +26,26 @@ impl Overlay {
     /// device or `.wh.NAME`), a non-directory, or an opaque directory; a non-directory
     /// below a directory is hidden.
     fn resolve(&self, req: &Request, parent: &Node, name: &OsStr) -> Result<Option<Found>> {
+        self.resolve_noting(req, parent, name, &mut false)
+    }
+
+    /// [`Overlay::resolve`], also saying whether any layer held `name` (a whiteout or a
+    /// hidden object included) in `held`.
+    fn resolve_noting(
+        &self,
+        req: &Request,
+        parent: &Node,
+        name: &OsStr,
+        held: &mut bool,
+    ) -> Result<Option<Found>> {
         let mut found: Vec<(usize, Entry)> = Vec::new();
-        let step = |found: &mut Vec<(usize, Entry)>, part: &Part| -> Result<bool> {
+        // Whether to go on to the next layer. In the last layer of `parent` there is none,
+        // so neither opacity nor a `.wh.` name is asked about there.
+        let mut step = |found: &mut Vec<(usize, Entry)>, part: &Part, last: bool| -> Result<bool> {
             let layer = &self.layers[part.layer];
             match layer.lookup(req, part.node, name)? {
                 Some(e) => {
+                    *held = true;
                     let is_dir = e.attr.kind == FileType::Directory;
                     if is_whiteout(&e.attr) || (!found.is_empty() && !is_dir) {
                         layer.forget(e.node);
@@ -38,13 +53,15 @@ impl Overlay {
                     }
                     let node = e.node;
                     found.push((part.layer, e));
-                    Ok(is_dir && !layer.is_opaque(req, node)?)
+                    Ok(is_dir && !last && !layer.is_opaque(req, node)?)
                 }
+                None if last => Ok(false),
                 None => Ok(!layer.exists(req, part.node, &whiteout_name(name))?),
             }
         };
-        for part in &parent.parts {
-            match step(&mut found, part) {
+        let count = parent.parts.len();
+        for (i, part) in parent.parts.iter().enumerate() {
+            match step(&mut found, part, i + 1 == count) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) => {
@@ -135,7 +152,14 @@ impl Overlay {
         // A lookup that ran while the object was being copied up finds its number taken by
         // the upper copy: look again once; a clash that stays is a different object.
         for retry in [true, false] {
-            let Some(found) = self.resolve(req, &p, name)? else {
+            let seen = self.misses.lookup_started();
+            let mut held = false;
+            let Some(found) = self.resolve_noting(req, &p, name, &mut held)? else {
+                // Only a true absence (no whiteout there) may spare a later create its probe.
+                let upper_only = p.parts.len() == 1 && p.parts[0].layer == 0;
+                if upper_only && !held && self.upper.is_some() {
+                    self.misses.record(parent, name, seen);
+                }
                 return Ok(None);
             };
             match self.bind(req, parent, name, found, retry)? {
@@ -216,6 +240,24 @@ impl Overlay {
             entry_ttl,
             attr_ttl,
         }))
+    }
+
+    /// Record upper entry `made`, just made as `name` in `parent` where nothing showed (so
+    /// it is all that name now resolves to: a non-directory stops the lookup, and below a
+    /// new directory no layer shows the name), without looking it up again. Takes over
+    /// `made`'s lookup. `None`: its number is taken (a copy-up in between); the lookup was
+    /// given back and the caller looks the name up instead.
+    pub(crate) fn bind_made(
+        &self,
+        req: &Request,
+        parent: NodeId,
+        name: &OsStr,
+        made: Entry,
+    ) -> Result<Option<Entry>> {
+        let found = Found {
+            entries: vec![(0, made)],
+        };
+        self.bind(req, parent, name, found, true)
     }
 
     pub(crate) fn do_getattr(&self, req: &Request, id: NodeId) -> Result<AttrOut> {

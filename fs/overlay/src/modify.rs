@@ -12,7 +12,7 @@ use squashbox_vfs::{
 };
 
 use crate::Overlay;
-use crate::layer::{is_private_xattr, is_whiteout_name, no_enosys, whiteout_name};
+use crate::layer::{NameState, is_private_xattr, is_whiteout_name, no_enosys, whiteout_name};
 use crate::nodes::Node;
 use crate::upper::tmp_name;
 
@@ -32,6 +32,11 @@ fn new_name(name: &OsStr) -> Result<()> {
 }
 
 impl Overlay {
+    /// Take the change lock (see [`crate::misses`]).
+    pub(crate) fn lock_change(&self) -> crate::misses::ChangeGuard<'_> {
+        self.misses.lock(&self.change)
+    }
+
     fn dir_node(&self, id: NodeId) -> Result<Node> {
         let n = self.node(id)?;
         if n.kind != FileType::Directory {
@@ -52,17 +57,49 @@ impl Overlay {
     ) -> Result<(Entry, Option<Opened>)> {
         let upper = self.upper_layer()?;
         new_name(name)?;
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         let p = self.dir_node(parent)?;
-        if self.resolve_visible(req, &p, name)? {
-            return Err(Errno::EEXIST);
-        }
+        // Where the parent is in the upper already, one probe of the upper name answers
+        // both "does it show?" (with the lowers asked only when the upper has neither the
+        // name nor a whiteout) and "is there a whiteout to replace?".
+        let known = if pure_upper(&p) && self.misses.take(parent, name) {
+            // The kernel's lookup just missed here, and nothing changed since.
+            Some(None)
+        } else if p.parts[0].layer == 0 {
+            match upper.probe(req, p.parts[0].node, name)? {
+                NameState::Present => return Err(Errno::EEXIST),
+                NameState::Device => Some(Some(true)),
+                NameState::WhiteoutFile => Some(Some(false)),
+                NameState::Absent => {
+                    if self.lower_has(req, &p, name)? {
+                        return Err(Errno::EEXIST);
+                    }
+                    Some(None)
+                }
+            }
+        } else {
+            if self.resolve_visible(req, &p, name)? {
+                return Err(Errno::EEXIST);
+            }
+            None
+        };
         let p = self.copy_up(req, parent)?;
         let up = p.parts[0].node;
         let fs = &*upper.fs;
-        let made = match self.upper_whiteout(req, up, name)? {
-            None => make(fs, up, name).map_err(no_enosys)?,
-            Some(false) => {
+        let whiteout = match known {
+            Some(w) => w,
+            None => self.upper_whiteout(req, up, name)?,
+        };
+        let Some(device) = whiteout else {
+            let made = make(fs, up, name).map_err(no_enosys)?;
+            let entry = match self.bind_made(req, parent, name, made.0)? {
+                Some(entry) => entry,
+                None => self.do_lookup(req, parent, name)?.ok_or(Errno::EIO)?,
+            };
+            return Ok((entry, made.1));
+        };
+        let made = match device {
+            false => {
                 let made = make(fs, up, name).map_err(no_enosys)?;
                 if is_dir {
                     self.set_opaque(req, made.0.node)?;
@@ -71,7 +108,7 @@ impl Overlay {
                     .map_err(no_enosys)?;
                 made
             }
-            Some(true) => {
+            true => {
                 let work = self.upper.as_ref().map(|u| u.work).ok_or(Errno::EROFS)?;
                 let tmp = tmp_name();
                 let made = make(fs, work, &tmp).map_err(no_enosys)?;
@@ -153,7 +190,7 @@ impl Overlay {
         if is_whiteout_name(name) {
             return Err(Errno::ENOENT);
         }
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         let child = self.do_lookup(req, parent, name)?.ok_or(Errno::ENOENT)?;
         let result = (|| {
             let c = self.node(child.node)?;
@@ -202,7 +239,7 @@ impl Overlay {
         if is_whiteout_name(name) {
             return Err(Errno::ENOENT);
         }
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         let src = self.do_lookup(req, parent, name)?.ok_or(Errno::ENOENT)?;
         let dst = match self.do_lookup(req, new_parent, new_name_) {
             Ok(d) => d,
@@ -344,7 +381,7 @@ impl Overlay {
     ) -> Result<Entry> {
         let upper = self.upper_layer()?;
         new_name(name)?;
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         if self.node(node)?.kind == FileType::Directory {
             return Err(Errno::EPERM);
         }
@@ -371,7 +408,7 @@ impl Overlay {
 
     pub(crate) fn do_setattr(&self, req: &Request, node: NodeId, set: &SetAttr) -> Result<AttrOut> {
         let upper = self.upper_layer()?;
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         let n = self.copy_up(req, node)?;
         let up = n.parts[0];
         let mut s = *set;
@@ -399,7 +436,7 @@ impl Overlay {
         if is_private_xattr(name.as_bytes()) {
             return Err(Errno::EPERM);
         }
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         let n = self.copy_up(req, node)?;
         let up = n.parts[0].node;
         match value {
@@ -418,7 +455,7 @@ impl Overlay {
     /// Open for writing: copy up first; returns the upper node opened.
     pub(crate) fn writable_part(&self, req: &Request, node: NodeId) -> Result<crate::nodes::Part> {
         self.upper_layer()?;
-        let _g = self.change.lock();
+        let _g = self.lock_change();
         Ok(self.copy_up(req, node)?.parts[0])
     }
 }
