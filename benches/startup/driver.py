@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -59,13 +60,24 @@ def run(cmd, timeout=20, env=None):
                                  stderr=err, env=env, start_new_session=True)
         except OSError as e:
             raise StepFailed(f"{cmd[0]}: {e}") from None
-        try:
-            rc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        # A blocking wait: Popen.wait(timeout=...) polls with growing sleeps (0.5, 1, 2, 4,
+        # 8, 16 ms...), which would round every start up to the next poll (31.5 ms after
+        # 30 ms). The timeout is a timer that kills the group instead.
+        fired = threading.Event()
+
+        def kill():
+            fired.set()
             os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            rc = p.wait()
+        finally:
+            timer.cancel()
+        if fired.is_set():
             raise StepFailed(f"{os.path.basename(cmd[0])}: no exit after {timeout} s "
-                             "(killed)") from None
+                             "(killed)")
         if rc != 0:
             err.seek(0)
             text = err.read().decode(errors="replace").strip()[-400:]
