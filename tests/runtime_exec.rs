@@ -16,26 +16,7 @@ use std::process::{Command, Output};
 use fuse::{bin, busybox_sif};
 use squashbox_fixtures::prereq;
 
-use runtime::ready;
-
-/// `squashbox ARGS` with a clean, known environment; stdin closed.
-fn sb(args: &[&str]) -> Output {
-    sb_in(&std::env::temp_dir(), args)
-}
-
-/// [`sb`] with `TMPDIR` (where the session directory goes) set to `tmp`.
-fn sb_in(tmp: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", "/root")
-        .env("TMPDIR", tmp)
-        .env("FROM_HOST", "host-value")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running squashbox")
-}
+use runtime::{describe, ready, sb, sb_in, stdout};
 
 fn exec(extra: &[&str], cmd: &[&str]) -> Output {
     let img = busybox_sif();
@@ -44,19 +25,6 @@ fn exec(extra: &[&str], cmd: &[&str]) -> Output {
     args.push(img.to_str().unwrap());
     args.extend_from_slice(cmd);
     sb(&args)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The caller's home directory in the passwd database (the container home).

@@ -13,44 +13,16 @@ mod runtime;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fuse::{bin, busybox_sif, wait_for};
+use runtime::{describe, stdout};
 use squashbox_fixtures::prereq;
 
 /// What these runs need: what every run needs, and e2fsprogs as the oracle.
 fn ready() -> bool {
     runtime::ready() && prereq::require_tools(&["e2fsck", "dumpe2fs", "debugfs"])
-}
-
-fn command(tmp: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", "/root")
-        .env("TMPDIR", tmp)
-        .stdin(Stdio::null());
-    c
-}
-
-/// `squashbox ARGS`, waited for.
-fn sb(tmp: &Path, args: &[&str]) -> Output {
-    command(tmp, args).output().expect("running squashbox")
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// `e2fsck -fn` of the filesystem at `offset` in `path` is clean and the superblock says
@@ -102,7 +74,7 @@ fn with_overlay_image() -> (tempfile::TempDir, PathBuf, PathBuf) {
 /// A fresh overlay image made as `apptainer overlay create` makes one.
 fn overlay_image(dir: &Path) -> PathBuf {
     let img = dir.join("overlay.img");
-    let o = sb(
+    let o = runtime::sb_in(
         dir,
         &["overlay", "create", "--size", "64", img.to_str().unwrap()],
     );
@@ -117,7 +89,7 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     }
     let (tmp, img, sif) = with_overlay_image();
     let (i, s) = (img.to_str().unwrap(), sif.to_str().unwrap());
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &[
             "exec",
@@ -135,9 +107,9 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     // Flushed and clean the moment the command returned, with the writes in `upper/`.
     assert_clean(&img, 0);
     // The runtime waits for the server here: exit statuses and signals still pass through.
-    let o = sb(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "exit 7"]);
+    let o = runtime::sb_in(tmp.path(), &["exec", "-o", i, s, "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", describe(&o));
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &["exec", "-o", i, s, "sh", "-c", "kill -TERM $$"],
     );
@@ -152,7 +124,7 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     let stat = String::from_utf8_lossy(&stat.stdout).into_owned();
     assert!(stat.contains("Type: character special"), "{stat}");
     // A second run sees both; a read-only use sees them and cannot write.
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &[
             "exec",
@@ -166,7 +138,7 @@ fn an_ext3_overlay_keeps_changes_and_whiteouts_and_is_clean_when_the_run_returns
     );
     assert_eq!(stdout(&o), "kept\ndeep\nWHITED-OUT\n", "{}", describe(&o));
     let ro = format!("{i}:ro");
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &["exec", "-o", &ro, s, "sh", "-c", "cat /kept; touch /x 2>&1"],
     );
@@ -202,9 +174,9 @@ fn a_sif_overlay_partition_is_the_upper_with_w_and_a_read_only_lower_without() {
     let sif = tmp.path().join("c.sif");
     std::fs::copy(busybox_sif(), &sif).unwrap();
     let s = sif.to_str().unwrap();
-    let o = sb(tmp.path(), &["overlay", "create", "--size", "64", s]);
+    let o = runtime::sb_in(tmp.path(), &["overlay", "create", "--size", "64", s]);
     assert!(o.status.success(), "{}", describe(&o));
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &[
             "exec",
@@ -221,7 +193,7 @@ fn a_sif_overlay_partition_is_the_upper_with_w_and_a_read_only_lower_without() {
     assert_clean(&sif, off);
     assert_eq!(debugfs_cat(&sif, off, "/upper/w"), "w\n");
     // Without -w the partition is a read-only lower.
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &[
             "exec",
@@ -234,7 +206,7 @@ fn a_sif_overlay_partition_is_the_upper_with_w_and_a_read_only_lower_without() {
     assert!(stdout(&o).starts_with("w\n"), "{}", describe(&o));
     assert!(stdout(&o).ends_with("refused\n"), "{}", describe(&o));
     // --writable-tmpfs on top of it: writes go to the tmpfs, the partition is untouched.
-    let o = sb(
+    let o = runtime::sb_in(
         tmp.path(),
         &[
             "exec",
@@ -269,7 +241,7 @@ fn classic_lock_refused(path: &Path, write: bool) -> bool {
 /// Start a container that holds `img` (writable unless `ro`) until killed.
 fn holder(tmp: &Path, img: &str) -> Child {
     let sif = busybox_sif();
-    let c = command(
+    let c = runtime::command_in(
         tmp,
         &["exec", "-o", img, sif.to_str().unwrap(), "sleep", "60"],
     )
@@ -301,7 +273,7 @@ fn ext3_overlays_are_locked_as_apptainer_locks_them() {
     let mut h = holder(tmp.path(), i);
     assert!(classic_lock_refused(&img, false));
     for arg in [i.to_string(), format!("{i}:ro")] {
-        let o = sb(tmp.path(), &["exec", "-o", &arg, s, "true"]);
+        let o = runtime::sb_in(tmp.path(), &["exec", "-o", &arg, s, "true"]);
         assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(err.contains("is in use by another container"), "{err}");
@@ -318,9 +290,9 @@ fn ext3_overlays_are_locked_as_apptainer_locks_them() {
     let mut h = holder(tmp.path(), &ro);
     assert!(classic_lock_refused(&img, true));
     assert!(!classic_lock_refused(&img, false));
-    let o = sb(tmp.path(), &["exec", "-o", &ro, s, "true"]);
+    let o = runtime::sb_in(tmp.path(), &["exec", "-o", &ro, s, "true"]);
     assert!(o.status.success(), "{}", describe(&o));
-    let o = sb(tmp.path(), &["exec", "-o", i, s, "true"]);
+    let o = runtime::sb_in(tmp.path(), &["exec", "-o", i, s, "true"]);
     assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
     h.kill().unwrap();
     h.wait().unwrap();
@@ -339,10 +311,10 @@ fn ext3_overlays_are_locked_as_apptainer_locks_them() {
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     // SAFETY: a valid descriptor and flock; the lock is this test process's.
     assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) }, 0);
-    let o = sb(tmp.path(), &["exec", "-o", &ro, s, "true"]);
+    let o = runtime::sb_in(tmp.path(), &["exec", "-o", &ro, s, "true"]);
     assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
     drop(f);
-    let o = sb(tmp.path(), &["exec", "-o", i, s, "true"]);
+    let o = runtime::sb_in(tmp.path(), &["exec", "-o", i, s, "true"]);
     assert!(o.status.success(), "{}", describe(&o));
 }
 
@@ -375,7 +347,7 @@ fn a_killed_run_leaves_no_lock_or_server_and_the_next_run_recovers_the_overlay()
                   echo started | dd of=/started conv=fsync 2>/dev/null && \
                   n=0; while true; do n=$((n+1)); echo $n > /f$((n % 40)); done";
     for kill_server_too in [false, true] {
-        let mut run = command(
+        let mut run = runtime::command_in(
             tmp.path(),
             &["exec", "--fakeroot", "-o", i, s, "sh", "-c", script],
         )
@@ -412,7 +384,7 @@ fn a_killed_run_leaves_no_lock_or_server_and_the_next_run_recovers_the_overlay()
             assert_clean(&img, 0);
         }
         // The next run recovers the image and sees what was made durable.
-        let o = sb(
+        let o = runtime::sb_in(
             tmp.path(),
             &["exec", "-o", i, s, "sh", "-c", "cat /durable /started"],
         );
@@ -436,9 +408,9 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     let sif = t.join("c.sif");
     std::fs::copy(busybox_sif(), &sif).unwrap();
     let s = sif.to_str().unwrap();
-    let o = sb(t, &["overlay", "create", "--size", "64", s]);
+    let o = runtime::sb_in(t, &["overlay", "create", "--size", "64", s]);
     assert!(o.status.success(), "{}", describe(&o));
-    let o = sb(
+    let o = runtime::sb_in(
         t,
         &[
             "exec",
@@ -452,7 +424,7 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     );
     assert!(o.status.success(), "{}", describe(&o));
     let img = overlay_image(t);
-    let o = sb(
+    let o = runtime::sb_in(
         t,
         &[
             "exec",
@@ -466,7 +438,7 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
         ],
     );
     assert!(o.status.success(), "{}", describe(&o));
-    let list = sb(t, &["sif", "list", s]);
+    let list = runtime::sb_in(t, &["sif", "list", s]);
     let overlay_id = String::from_utf8_lossy(&list.stdout)
         .lines()
         .find(|l| l.contains("Ext3/Overlay"))
@@ -485,7 +457,7 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     }
     let script = "cat /mnt/a/h.txt /mnt/b/w /mnt/c/v; touch /mnt/a/x 2>&1";
     args.extend([busybox.to_str().unwrap(), "sh", "-c", script]);
-    let o = sb(t, &args);
+    let o = runtime::sb_in(t, &args);
     assert_eq!(
         stdout(&o),
         "from the squashfs\nin-sif\nin-img\ntouch: /mnt/a/x: Read-only file system\n",
@@ -494,7 +466,7 @@ fn image_binds_serve_squashfs_files_ext3_images_and_sif_partitions() {
     );
     // Not an image: one line, exit 255, before the container starts.
     let bad = format!("{}:/mnt:image-src=/", t.join("data/sub/h.txt").display());
-    let o = sb(t, &["exec", "-B", &bad, busybox.to_str().unwrap(), "true"]);
+    let o = runtime::sb_in(t, &["exec", "-B", &bad, busybox.to_str().unwrap(), "true"]);
     assert_eq!(o.status.code(), Some(255), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("not a SquashFS or ext3 image"), "{err}");
@@ -557,18 +529,18 @@ fn ext3_mount_locks_its_image_and_unmount_returns_once_it_is_written_back() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let o = sb(tmp.path(), &["ext3", "mount", i, a.to_str().unwrap()]);
+    let o = runtime::sb_in(tmp.path(), &["ext3", "mount", i, a.to_str().unwrap()]);
     assert!(o.status.success(), "{}", describe(&o));
     let _guard = fuse::MountGuard::new(&a);
     // A second writer is refused, in one line, before it touches the image.
-    let o = sb(tmp.path(), &["ext3", "mount", i, b.to_str().unwrap()]);
+    let o = runtime::sb_in(tmp.path(), &["ext3", "mount", i, b.to_str().unwrap()]);
     assert!(!o.status.success(), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("is in use"), "{err}");
     for n in 0..300 {
         std::fs::write(a.join(format!("upper/f{n}")), format!("{n}\n")).unwrap();
     }
-    let o = sb(tmp.path(), &["unmount", a.to_str().unwrap()]);
+    let o = runtime::sb_in(tmp.path(), &["unmount", a.to_str().unwrap()]);
     assert!(o.status.success(), "{}", describe(&o));
     // No wait here: the unmount returned after the server wrote everything back.
     assert_clean(&img, 0);

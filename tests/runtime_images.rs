@@ -7,37 +7,11 @@ mod fuse;
 #[path = "common/runtime.rs"]
 mod runtime;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use fuse::{bin, busybox_sif};
-use runtime::ready;
+use runtime::{describe, ready, sb, stdout};
 use squashbox_fixtures::prereq;
-
-/// `squashbox ARGS` with a clean, known environment; stdin closed.
-fn sb(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", "/root")
-        .env("TMPDIR", std::env::temp_dir())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running squashbox")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn run_starts_an_oci_entrypoint_in_an_image_without_a_shell() {
