@@ -13,42 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use fuse::{bin, busybox_sif, run_timeout};
+use fuse::{bin, busybox_sif, ensure_named_user, run_timeout};
 use squashbox_fixtures::prereq;
 
 const USER: &str = "squashbox-test";
 
 fn ensure_user() -> Option<(u32, u32)> {
     ensure_named_user(USER)
-}
-
-/// Create system user `name` unless it exists; its uid and gid.
-fn ensure_named_user(name: &str) -> Option<(u32, u32)> {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, name])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-    };
-    if id("-u").is_none() {
-        let (ok, out) = run_timeout(
-            Command::new("useradd").args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/bin/sh",
-                name,
-            ]),
-            Duration::from_secs(30),
-        );
-        if !ok && !out.contains("already exists") {
-            prereq::skip(&format!("needs a test user: useradd {name} failed: {out}"));
-            return None;
-        }
-    }
-    Some((id("-u")?, id("-g")?))
 }
 
 /// Run `script` with sh as `ids` in a private mount and PID namespace whose /dev/fuse is

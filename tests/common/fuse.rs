@@ -550,3 +550,35 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS line");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// The (uid, gid) of system user `name`, created with useradd if missing; `None` (a counted
+/// skip) when that fails.
+pub fn ensure_named_user(name: &str) -> Option<(u32, u32)> {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    };
+    if id("-u").is_none() {
+        let (ok, out) = run_timeout(
+            Command::new("useradd").args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                name,
+            ]),
+            Duration::from_secs(30),
+        );
+        if !ok && !out.contains("already exists") {
+            squashbox_fixtures::prereq::skip(&format!(
+                "needs a test user: useradd {name} failed: {out}"
+            ));
+            return None;
+        }
+    }
+    Some((id("-u")?, id("-g")?))
+}

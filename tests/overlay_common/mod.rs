@@ -4,16 +4,14 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-/// The squashbox binary under test.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_squashbox")
-}
+#[path = "../common/fuse.rs"]
+mod fuse_common;
+pub use fuse_common::{bin, ensure_named_user, is_mounted, run_timeout, wait_for};
 
 /// A symlink named `name` (a personality) to the binary, in `dir`.
 pub fn personality(dir: &Path, name: &str) -> PathBuf {
@@ -35,60 +33,11 @@ pub fn personality_copy(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
-/// Run `cmd` with a timeout; (success, stdout+stderr).
-pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut out = String::new();
-            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
-            return (status.success(), out);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (false, format!("timed out after {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Run `cmd` (30 s at most) and require success.
 pub fn run_ok(cmd: &mut Command) -> String {
     let (ok, out) = run_timeout(cmd, Duration::from_secs(30));
     assert!(ok, "{cmd:?} failed: {out}");
     out
-}
-
-/// Whether `path` is a mount point (per /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = std::fs::canonicalize(path) else {
-        return false;
-    };
-    let want = canon.to_string_lossy().replace(' ', "\\040");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// Wait up to `timeout` for `cond`.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// A mount lazily detached when dropped (and a foreground server killed).
@@ -340,31 +289,7 @@ pub const TEST_USER: &str = "squashbox-test";
 /// The test user's (uid, gid), created with useradd if missing; `None` (a counted skip)
 /// when that fails.
 pub fn ensure_user() -> Option<(u32, u32)> {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, TEST_USER])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-    };
-    if id("-u").is_none() {
-        let (ok, out) = run_timeout(
-            Command::new("useradd").args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/bin/sh",
-                TEST_USER,
-            ]),
-            Duration::from_secs(30),
-        );
-        if !ok && !out.contains("already exists") {
-            squashbox_fixtures::prereq::skip(&format!("useradd {TEST_USER} failed: {out}"));
-            return None;
-        }
-    }
-    Some((id("-u")?, id("-g")?))
+    ensure_named_user(TEST_USER)
 }
 
 /// `sh -c script` as `uid:gid`, in a private mount and PID namespace (tied to this test by
