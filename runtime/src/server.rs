@@ -113,15 +113,18 @@ pub fn upper_of(upper: &Upper, session: &Path, image: &Path) -> Result<Option<Up
     }
 }
 
-fn open_squashfs(
+/// A SquashFS image as a filesystem: at `offset` in the file, or (with no offset) a bare
+/// image or SIF partition `partition` (default: the primary), as `open_image` finds it.
+pub(crate) fn open_squashfs(
     path: &Path,
-    offset: u64,
+    offset: Option<u64>,
+    partition: Option<u32>,
     cache_mib: usize,
 ) -> Result<Arc<dyn Filesystem>, String> {
     let opts = ServeOptions::default();
     let iopts = ImageOptions {
-        offset: Some(offset),
-        partition: None,
+        offset,
+        partition,
         cache_bytes: cache_mib.max(1).saturating_mul(1 << 20),
     };
     let (img, name) = open_image(path, &iopts)?;
@@ -203,7 +206,9 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
         return open_writable_sandbox(spec);
     }
     let image: Arc<dyn Filesystem> = match spec.root {
-        RootFs::Squashfs { offset } => open_squashfs(&spec.image, offset, spec.cache_mib)?,
+        RootFs::Squashfs { offset } => {
+            open_squashfs(&spec.image, Some(offset), None, spec.cache_mib)?
+        }
         RootFs::Dir => read_only_dir(&spec.image)?,
         RootFs::Ext3 { offset } => {
             let len = std::fs::metadata(&spec.image)
@@ -227,7 +232,7 @@ pub fn open_root(spec: &ServerSpec) -> Result<Served, String> {
     for l in &spec.lowers {
         layers.push(match l {
             Lower::Dir(d) => whole(read_only_dir(d)?),
-            Lower::Squashfs(p) => whole(open_squashfs(p, 0, spec.cache_mib)?),
+            Lower::Squashfs(p) => whole(open_squashfs(p, Some(0), None, spec.cache_mib)?),
             Lower::Ext3(img) => {
                 let fs = crate::ext3_layer::open(img, false)?;
                 let dir = crate::ext3_layer::lower_dir(&*fs);
