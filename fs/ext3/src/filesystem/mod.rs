@@ -59,8 +59,8 @@ pub struct Ext3Fs {
     orphans: parking_lot::Mutex<std::collections::HashSet<u32>>,
     /// Head of the on-disk orphan list (`s_last_orphan`).
     orphan_head: parking_lot::Mutex<u32>,
-    /// Set once [`Ext3Fs::shutdown`] has run.
-    closed: std::sync::atomic::AtomicBool,
+    /// Set once [`Ext3Fs::shutdown`] has run; held while it runs, so later callers wait.
+    closed: parking_lot::Mutex<bool>,
 }
 
 /// The vfs file type of a dirent `file_type` byte, if it names one.
@@ -144,7 +144,7 @@ impl Ext3Fs {
             orphan_head: parking_lot::Mutex::new(0),
             journal: None,
             stop_committer: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: parking_lot::Mutex::new(false),
         };
         if fs.writable() {
             let n = fs.process_orphans()?;
@@ -160,12 +160,15 @@ impl Ext3Fs {
     }
 
     /// Flush and close as an unmount does: free orphans, commit, checkpoint, mark the image
-    /// clean. Runs once; later calls (fuser's `destroy` after a signal handler already
-    /// flushed, or the reverse) do nothing.
+    /// clean. Runs once; a later or concurrent call (fuser's `destroy` while a signal thread
+    /// flushes, then the flush at `exit()`) waits until the first has finished and then does
+    /// nothing, so no caller returns (and lets the process exit) before the image is written.
     pub fn shutdown(&self) -> std::result::Result<(), Error> {
-        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let mut closed = self.closed.lock();
+        if *closed {
             return Ok(());
         }
+        *closed = true;
         let r = self.unmount();
         self.faults.summary();
         r
