@@ -112,6 +112,17 @@ fn write_tree(mnt: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Write a file through the mount and keep it open without fsync: under the writeback cache
+/// its data stays in the kernel's page cache until something writes it back. Returns the
+/// open file and (name, content).
+fn write_and_hold(mnt: &Path) -> (File, (String, Vec<u8>)) {
+    use std::io::Write;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut f = File::create(mnt.join("held")).unwrap();
+    f.write_all(&data).unwrap();
+    (f, ("held".to_string(), data))
+}
+
 fn assert_tree_in_image(img: &Path, files: &[(String, Vec<u8>)]) {
     for (name, data) in files {
         assert!(
@@ -211,8 +222,12 @@ fn ext3_mount_read_write_then_sigterm_leaves_a_clean_image() {
         wait_for(Duration::from_secs(20), || is_mounted(&mnt)),
         "not mounted"
     );
-    let files = write_tree(&mnt);
+    let mut files = write_tree(&mnt);
+    let (held, written) = write_and_hold(&mnt);
+    files.push(written);
+    // The open file keeps the mount busy: the server detaches it lazily and exits.
     sigterm_within_a_second(guard.child.as_mut().unwrap());
+    drop(held);
     assert!(!is_mounted(&mnt));
     assert_clean(&img);
     assert_tree_in_image(&img, &files);
@@ -273,12 +288,16 @@ fn fuse2fs_apptainer_form_with_fd_source_and_target() {
     drop(dev);
     drop(image);
     // The first request waits for the server's INIT answer.
-    let files = write_tree(&mnt);
+    let mut files = write_tree(&mnt);
     std::fs::create_dir(mnt.join("upper")).unwrap();
+    let (held, written) = write_and_hold(&mnt);
+    files.push(written);
     // SIGTERM with the fd target: the server exits without unmounting (the mount belongs
-    // to the caller); it must have flushed everything and marked the image clean.
+    // to the caller); it must have flushed everything, the pages of a file still open
+    // included, and marked the image clean.
     let child = guard.child.as_mut().unwrap();
     sigterm_within_a_second(child);
+    drop(held);
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier};
 
 use common::writer::{Writer, assert_fsck_clean};
 use common::*;
+use squashbox_vfs::Filesystem;
 
 /// Byte offset of the superblock in the image.
 const SB: u64 = 1024;
@@ -71,4 +72,49 @@ fn every_concurrent_shutdown_returns_after_the_image_is_clean() {
         drop(fs);
         assert_fsck_clean(&img, &format!("round {round}"));
     }
+}
+
+#[test]
+fn changes_after_the_shutdown_fail_and_leave_the_image_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"old\n").unwrap();
+    let img = tmp.path().join("img");
+    if make_image("ext3", &src, &img, "16M", &[]).is_none() {
+        return;
+    }
+    let w = Writer::open(&img);
+    let a = w.get("a").unwrap().node;
+    w.write(a, 0, b"new\n");
+    w.fs.shutdown().unwrap();
+    let after = fs::read(&img).unwrap();
+    // What a lazily detached mount may still send once the server has flushed.
+    let req = Writer::req();
+    let root = squashbox_vfs::ROOT_ID;
+    let flags = squashbox_vfs::OpenFlags(libc::O_WRONLY);
+    let fh = squashbox_vfs::FileHandle(0);
+    assert_eq!(
+        w.fs.write(&req, a, fh, 0, b"late", flags).unwrap_err(),
+        squashbox_vfs::Errno::EIO
+    );
+    let name = std::ffi::OsStr::new("late");
+    assert_eq!(
+        w.fs.mkdir(&req, root, name, 0o755).unwrap_err(),
+        squashbox_vfs::Errno::EIO
+    );
+    assert_eq!(
+        w.fs.unlink(&req, root, std::ffi::OsStr::new("a"))
+            .unwrap_err(),
+        squashbox_vfs::Errno::EIO
+    );
+    w.fs.fsync(&req, a, fh, false).unwrap();
+    w.fs.forget(a, 1);
+    w.fs.destroy();
+    assert!(
+        fs::read(&img).unwrap() == after,
+        "the image changed after the shutdown"
+    );
+    assert_fsck_clean(&img, "after late requests");
+    assert_eq!(read_all(&open(&img), a, 4), b"new\n");
 }

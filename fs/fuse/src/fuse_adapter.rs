@@ -29,6 +29,7 @@ pub use crate::activity::{Activity, WANTED_CAPABILITIES};
 use crate::convert::{errno, file_attr, file_type, fopen_flags, negative_attr, time_set, timespec};
 use crate::replies::{ctx, reply_empty, reply_entry, reply_xattr};
 use crate::stats::{Op, RequestStats};
+use crate::write_back::WriteOpens;
 
 /// Serves a [`vfs::Filesystem`] to the kernel.
 pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
@@ -44,6 +45,9 @@ pub struct FuseAdapter<F: vfs::Filesystem + ?Sized> {
     no_opendir: bool,
     /// The kernel granted HANDLE_KILLPRIV_V2: writes and truncation clear set-IDs here.
     kills_privs: bool,
+    /// Inodes open for writing, when the filesystem asks for the writeback cache (their
+    /// dirty pages are written back before the server exits).
+    write_opens: Option<Arc<WriteOpens>>,
     /// Capabilities the kernel granted (filled in by `init`, for logging and tests).
     pub granted: Vec<&'static str>,
 }
@@ -67,8 +71,15 @@ impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {
             no_open: false,
             no_opendir: false,
             kills_privs: false,
+            write_opens: None,
             granted: Vec::new(),
         }
+    }
+
+    /// Record in `opens` which inodes are open for writing.
+    pub fn track_write_opens(mut self, opens: Arc<WriteOpens>) -> Self {
+        self.write_opens = Some(opens);
+        self
     }
 
     fn touch(&self, op: Op) {
@@ -346,6 +357,11 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.touch(Op::Other);
         let r = self.fs.open(&ctx(req, 0), ino.0, vfs::OpenFlags(flags.0));
+        if let (Some(w), Ok(_) | Err(vfs::Errno::ENOSYS)) = (&self.write_opens, &r)
+            && !self.no_open
+        {
+            w.opened(ino.0, flags.0);
+        }
         self.reply_open(r, self.no_open, reply);
     }
 
@@ -370,6 +386,9 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         match r {
             Ok((e, o)) => {
                 self.opened(1);
+                if let Some(w) = &self.write_opens {
+                    w.opened(e.node, flags);
+                }
                 reply.created(
                     &e.entry_ttl.min(e.attr_ttl),
                     &file_attr(&e.attr, e.node),
@@ -470,6 +489,9 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         reply: ReplyEmpty,
     ) {
         self.opened(-1);
+        if let Some(w) = &self.write_opens {
+            w.released(ino.0, flags.0);
+        }
         let r = self.fs.release(
             &ctx(req, 0),
             ino.0,

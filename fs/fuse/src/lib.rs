@@ -9,6 +9,7 @@
 //! - [`stats`]: request counts (`-o print_stats`).
 //! - [`logger`]: the stderr log backend, which never blocks a request.
 //! - [`unmount`]: unmounting a path as root, in a user namespace, or through `fusermount3`.
+//! - [`write_back`]: the kernel's dirty pages of files still open, written back before exit.
 
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ mod replies;
 pub mod session;
 pub mod stats;
 pub mod unmount;
+pub mod write_back;
 
 pub use options::ServeOptions;
 pub use session::{MountTarget, Opener, Readiness, Served, serve};

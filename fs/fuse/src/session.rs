@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, MountOption, Notifier, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 use squashbox_vfs::Filesystem;
 
@@ -18,6 +18,7 @@ use crate::fuse_adapter::{Activity, FuseAdapter};
 use crate::options::ServeOptions;
 use crate::stats::RequestStats;
 use crate::unmount::unmount;
+use crate::write_back::{WriteOpens, write_back};
 
 /// A filesystem ready to serve, and the name it is shown under (`fsname`, log lines).
 pub type Served = (Arc<dyn Filesystem>, String);
@@ -195,12 +196,19 @@ pub fn serve(
         a
     });
     let stats = opts.print_stats.then(|| Arc::new(RequestStats::default()));
-    let adapter = FuseAdapter::new(
+    let write_opens = fs
+        .policy()
+        .writeback_cache
+        .then(|| Arc::new(WriteOpens::default()));
+    let mut adapter = FuseAdapter::new(
         Arc::clone(&fs),
         activity.clone(),
         stats.clone(),
         opts.max_background,
     );
+    if let Some(w) = &write_opens {
+        adapter = adapter.track_write_opens(Arc::clone(w));
+    }
 
     let acl = if opts.allow_other {
         SessionACL::All
@@ -253,11 +261,13 @@ pub fn serve(
 
     let stopping = Arc::new(AtomicBool::new(false));
     if opts.handle_signals {
+        let dirty = write_opens.map(|w| (session.notifier(), w));
         spawn_signal_thread(
             signals,
             mountpoint.clone(),
             Arc::clone(&stopping),
             Arc::clone(&fs),
+            dirty,
         );
     }
     if let (Some(timeout), Some(activity)) = (opts.idle_timeout, activity) {
@@ -290,14 +300,16 @@ fn stop(mountpoint: Option<&Path>, lazy_if_busy: bool, fs: &dyn Filesystem) -> R
     }
 }
 
-/// On SIGTERM, SIGINT or SIGHUP: unmount, write back at once (Apptainer sends SIGKILL one
-/// second after SIGTERM, and a lazily detached mount may keep the session alive), then give
-/// the request loops a moment to end before exiting.
+/// On SIGTERM, SIGINT or SIGHUP: have the kernel send the dirty pages of files still open
+/// (`dirty`, under the writeback cache), unmount, write back at once (Apptainer sends SIGKILL
+/// one second after SIGTERM, and a lazily detached mount may keep the session alive), then
+/// give the request loops a moment to end before exiting.
 fn spawn_signal_thread(
     signals: SigSet,
     mountpoint: Option<PathBuf>,
     stopping: Arc<AtomicBool>,
     fs: Arc<dyn Filesystem>,
+    dirty: Option<(Notifier, Arc<WriteOpens>)>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("squashbox-signals".into())
@@ -306,11 +318,17 @@ fn spawn_signal_thread(
                 let Ok(sig) = signals.wait() else { continue };
                 log::info!("received {sig}, unmounting");
                 stopping.store(true, Ordering::SeqCst);
+                if let Some((notifier, opens)) = &dirty {
+                    let n = write_back(notifier, opens);
+                    log::info!("asked the kernel to write back {n} files open for writing");
+                }
                 match stop(mountpoint.as_deref(), true, fs.as_ref()) {
                     Ok(()) => {
                         fs.destroy();
-                        // The loops see ENODEV and `serve` returns; don't wait forever.
-                        std::thread::sleep(Duration::from_secs(5));
+                        // The loops see ENODEV and `serve` returns. A lazily detached mount
+                        // (a file still open in it) keeps them running: everything is
+                        // written, so exit within Apptainer's one second regardless.
+                        std::thread::sleep(Duration::from_millis(300));
                         std::process::exit(0);
                     }
                     Err(e) => {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use parking_lot::RwLockReadGuard;
 
+use squashbox_vfs::Errno;
+
 use super::Ext3Fs;
 use crate::alloc::Allocator;
 use crate::error::Error;
@@ -71,6 +73,25 @@ impl Ext3Fs {
         Some(j.enter())
     }
 
+    /// Enter a changing operation through [`Self::enter`]; EIO once the shutdown has begun.
+    /// Checked while holding the gate: an operation either entered before the shutdown's
+    /// commit (which waits for it) or sees the flag.
+    pub(super) fn begin(&self) -> Result<Option<RwLockReadGuard<'_, ()>>, Errno> {
+        if self.is_shut_down() {
+            return Err(Errno::EIO);
+        }
+        let gate = self.enter();
+        if self.is_shut_down() {
+            return Err(Errno::EIO);
+        }
+        Ok(gate)
+    }
+
+    /// Whether the shutdown has begun.
+    pub(super) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+
     /// Commit the running transaction now and checkpoint the log.
     pub fn commit(&self) -> std::result::Result<usize, Error> {
         self.commit_with(Checkpoint::Now)
@@ -89,6 +110,10 @@ impl Ext3Fs {
         let Some(a) = self.alloc.as_deref() else {
             return Ok(());
         };
+        if self.is_shut_down() {
+            // Everything was written and the journal stopped at the shutdown.
+            return Ok(());
+        }
         {
             let _op = self.enter();
             self.vol.write_super(

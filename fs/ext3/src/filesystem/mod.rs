@@ -61,6 +61,10 @@ pub struct Ext3Fs {
     orphan_head: parking_lot::Mutex<u32>,
     /// Set once [`Ext3Fs::shutdown`] has run; held while it runs, so later callers wait.
     closed: parking_lot::Mutex<bool>,
+    /// Set when the shutdown starts: from then on changing operations fail with EIO (a
+    /// lazily detached mount can still send requests after the flush at SIGTERM, and
+    /// nothing may reach the image after it is marked clean).
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 /// The vfs file type of a dirent `file_type` byte, if it names one.
@@ -145,6 +149,7 @@ impl Ext3Fs {
             journal: None,
             stop_committer: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             closed: parking_lot::Mutex::new(false),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         };
         if fs.writable() {
             let n = fs.process_orphans()?;
@@ -169,6 +174,8 @@ impl Ext3Fs {
             return Ok(());
         }
         *closed = true;
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let r = self.unmount();
         self.faults.summary();
         r

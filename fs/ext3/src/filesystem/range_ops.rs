@@ -40,7 +40,7 @@ impl Ext3Fs {
             return Err(Errno::EINVAL);
         }
         let ino = self.ino_of(node)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[ino]);
         let mut inode = self.inode(node)?;
         match inode.kind() {

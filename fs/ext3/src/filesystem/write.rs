@@ -48,6 +48,9 @@ fn now() -> Timespec {
 
 impl Ext3Fs {
     pub(super) fn alloc(&self) -> Result<&Allocator> {
+        if self.is_shut_down() {
+            return Err(Errno::EIO);
+        }
         self.alloc.as_deref().ok_or(Errno::EROFS)
     }
 
@@ -78,7 +81,8 @@ impl Ext3Fs {
         }
         let Ok(ino) = u32::try_from(node) else { return };
         if self.lookups.drop_refs(ino, n) && self.orphans.lock().contains(&ino) {
-            let _op = self.enter();
+            // After the shutdown the orphan stays listed: the next mount frees it.
+            let Ok(_op) = self.begin() else { return };
             let _held = self.locks.lock(&[ino]);
             let r = self.orphan_remove(ino).and_then(|()| self.free_inode(ino));
             self.orphans.lock().remove(&ino);
@@ -223,7 +227,7 @@ impl Ext3Fs {
         let a = self.alloc()?;
         let n = Self::check_name(name)?;
         let pino = self.ino_of(parent)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[pino]);
         let mut dir = self.dir_inode(parent)?;
         if self.find(parent, &dir, n)?.is_some() {
@@ -373,7 +377,7 @@ impl Ext3Fs {
         let n = Self::check_name(new_name)?;
         let ino = self.ino_of(node)?;
         let pino = self.ino_of(new_parent)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[ino, pino]);
         let mut dir = self.dir_inode(new_parent)?;
         let mut inode = self.inode(node)?;
@@ -419,7 +423,7 @@ impl Ext3Fs {
             let Some(cino) = self.find(parent, &dir0, n)? else {
                 return Err(Errno::ENOENT);
             };
-            let _op = self.enter();
+            let _op = self.begin()?;
             let _held = self.locks.lock(&[pino, cino]);
             let mut dir = self.dir_inode(parent)?;
             if self.find(parent, &dir, n)? != Some(cino) {
@@ -499,7 +503,7 @@ impl Ext3Fs {
                 return Err(Errno::ENOENT);
             };
             let dst = self.find(new_parent, &d2, nn)?;
-            let _op = self.enter();
+            let _op = self.begin()?;
             let _held = self.locks.lock(&[p1, p2, src, dst.unwrap_or(0)]);
             let d1 = self.dir_inode(parent)?;
             let d2 = self.dir_inode(new_parent)?;
@@ -661,7 +665,7 @@ impl Ext3Fs {
     ) -> Result<AttrOut> {
         let a = self.alloc()?;
         let ino = self.ino_of(node)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[ino]);
         let mut inode = self.inode(node)?;
         let t = now();
@@ -713,7 +717,7 @@ impl Ext3Fs {
     pub(super) fn do_write(&self, node: NodeId, offset: u64, data: &[u8]) -> Result<u32> {
         let a = self.alloc()?;
         let ino = self.ino_of(node)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[ino]);
         let mut inode = self.inode(node)?;
         match inode.kind() {
@@ -748,7 +752,7 @@ impl Ext3Fs {
     ) -> Result<()> {
         let a = self.alloc()?;
         let ino = self.ino_of(node)?;
-        let _op = self.enter();
+        let _op = self.begin()?;
         let _held = self.locks.lock(&[ino]);
         let mut inode = self.inode(node)?;
         match crate::xattr_write::set(&self.vol, a, &mut inode, name.as_bytes(), value, flags) {
