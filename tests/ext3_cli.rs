@@ -112,15 +112,29 @@ fn write_tree(mnt: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Write a file through the mount and keep it open without fsync: under the writeback cache
-/// its data stays in the kernel's page cache until something writes it back. Returns the
-/// open file and (name, content).
-fn write_and_hold(mnt: &Path) -> (File, (String, Vec<u8>)) {
+/// Write two files through the mount and keep them open without fsync: one created by this
+/// open, one that existed and is opened again for writing. Under the writeback cache their
+/// data stays in the kernel's page cache until something writes it back. Returns the open
+/// files and (name, content) of each.
+fn write_and_hold(mnt: &Path) -> (Vec<File>, Vec<(String, Vec<u8>)>) {
     use std::io::Write;
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-    let mut f = File::create(mnt.join("held")).unwrap();
-    f.write_all(&data).unwrap();
-    (f, ("held".to_string(), data))
+    let data =
+        |seed: u32| -> Vec<u8> { (0..300_000u32).map(|i| ((i + seed) % 253) as u8).collect() };
+    let mut created = File::create(mnt.join("held-new")).unwrap();
+    created.write_all(&data(1)).unwrap();
+    std::fs::write(mnt.join("held-old"), data(2)).unwrap();
+    let mut reopened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("held-old"))
+        .unwrap();
+    reopened.write_all(&data(3)).unwrap();
+    (
+        vec![created, reopened],
+        vec![
+            ("held-new".to_string(), data(1)),
+            ("held-old".to_string(), data(3)),
+        ],
+    )
 }
 
 fn assert_tree_in_image(img: &Path, files: &[(String, Vec<u8>)]) {
@@ -224,7 +238,7 @@ fn ext3_mount_read_write_then_sigterm_leaves_a_clean_image() {
     );
     let mut files = write_tree(&mnt);
     let (held, written) = write_and_hold(&mnt);
-    files.push(written);
+    files.extend(written);
     // The open file keeps the mount busy: the server detaches it lazily and exits.
     sigterm_within_a_second(guard.child.as_mut().unwrap());
     drop(held);
@@ -291,7 +305,7 @@ fn fuse2fs_apptainer_form_with_fd_source_and_target() {
     let mut files = write_tree(&mnt);
     std::fs::create_dir(mnt.join("upper")).unwrap();
     let (held, written) = write_and_hold(&mnt);
-    files.push(written);
+    files.extend(written);
     // SIGTERM with the fd target: the server exits without unmounting (the mount belongs
     // to the caller); it must have flushed everything, the pages of a file still open
     // included, and marked the image clean.

@@ -168,9 +168,14 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
         }
         let _ = config.set_max_background(self.max_background);
         let _ = config.set_congestion_threshold(self.max_background / 4 * 3);
+        // Opens are counted for the idle timeout, and write opens under the writeback cache
+        // for the write-back at SIGTERM (the kernel may hold dirty pages of a file still
+        // open): both need OPEN and RELEASE.
         let tracking_opens = self.activity.is_some();
-        self.no_open =
-            self.policy.no_open && !tracking_opens && self.granted.contains(&"NO_OPEN_SUPPORT");
+        self.no_open = self.policy.no_open
+            && !tracking_opens
+            && self.write_opens.is_none()
+            && self.granted.contains(&"NO_OPEN_SUPPORT");
         self.no_opendir = self.policy.no_opendir
             && !tracking_opens
             && self.granted.contains(&"NO_OPENDIR_SUPPORT");

@@ -9,7 +9,9 @@ pub struct MountPolicy {
     /// The filesystem never changes: mount `ro`, and every cache may be kept for ever.
     pub read_only: bool,
     /// Opens carry no state here: the kernel may skip OPEN/RELEASE (FUSE_NO_OPEN_SUPPORT)
-    /// and keeps the page cache across opens.
+    /// and keeps the page cache across opens. The FUSE layer still takes opens where it
+    /// counts them: for an idle timeout, and under the writeback cache (files open for
+    /// writing get their dirty pages written back at SIGTERM).
     pub no_open: bool,
     /// Likewise for OPENDIR/RELEASEDIR (FUSE_NO_OPENDIR_SUPPORT).
     pub no_opendir: bool,

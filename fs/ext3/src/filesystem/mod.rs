@@ -336,7 +336,8 @@ impl Filesystem for Ext3Fs {
             // Every change reaches the image through this server and the kernel that sends
             // it: the kernel may keep written pages and send them in large writes (fsync
             // and unmount write them back first), remember misses for as long as entries,
-            // and skip OPEN/RELEASE (opens hold no state here). Privileges are dropped here
+            // and skip OPEN/RELEASE (opens hold no state here, though the FUSE layer takes them
+            // to write back files still open at SIGTERM). Privileges are dropped here
             // (`privs`), so the kernel does not ask for security.capability before every
             // write.
             MountPolicy {
