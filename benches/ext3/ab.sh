@@ -11,6 +11,8 @@ set -euo pipefail
 reps=$1 tar=$2; shift 2
 w=${WORK:-/var/tmp/squashbox-bench/ext3/ab}
 mkdir -p "$w/m"
+poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+echo "# vCPU halt polling: $(cat "$poll" 2>/dev/null || echo 'not a haltpoll guest') ns"
 mounted() { grep -q " $(realpath "$w/m") " /proc/self/mountinfo; }
 now() { date +%s.%N; }
 for r in $(seq 1 "$reps"); do
