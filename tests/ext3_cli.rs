@@ -460,3 +460,73 @@ fn offset_shim_is_honoured_once_whether_loaded_or_not() {
         b"written without the shim\n"
     );
 }
+
+/// Serve `img` read-only with `-o cache=MiB`, stat every file below `dirs` directories of
+/// `per_dir` files, and return the server's resident set afterwards (KiB).
+fn rss_after_walk(img: &Path, mnt: &Path, cache_mib: u32, dirs: usize, per_dir: usize) -> u64 {
+    let child = Command::new(bin())
+        .args(["ext3", "mount", "-f", "-o"])
+        .arg(format!("ro,cache={cache_mib}"))
+        .arg(img)
+        .arg(mnt)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = MountGuard::new(mnt);
+    guard.child = Some(child);
+    assert!(
+        wait_for(Duration::from_secs(20), || is_mounted(mnt)),
+        "not mounted"
+    );
+    let mut seen = 0;
+    for d in 0..dirs {
+        for f in 0..per_dir {
+            let m = std::fs::symlink_metadata(mnt.join(format!("d{d}/f{f}"))).unwrap();
+            seen += usize::from(m.is_file());
+        }
+    }
+    assert_eq!(seen, dirs * per_dir);
+    let rss = rss_kib(guard.child.as_ref().unwrap().id());
+    sigterm_within_a_second(guard.child.as_mut().unwrap());
+    rss
+}
+
+#[test]
+fn cache_option_bounds_the_metadata_cache() {
+    if !ready_ext3(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (dirs, per_dir) = (16, 1500);
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..per_dir {
+            File::create(dir.join(format!("f{f}"))).unwrap();
+        }
+    }
+    // 24,000 inodes of 256 bytes: about 6 MiB of inode tables to read.
+    let img = tmp.path().join("img");
+    let out = Command::new("mkfs.ext3")
+        .args(["-q", "-F", "-N", "30000", "-I", "256", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("256M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mkfs.ext3 -d: {out:?}");
+    let mnt = tmp.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let small = rss_after_walk(&img, &mnt, 1, dirs, per_dir);
+    let large = rss_after_walk(&img, &mnt, 64, dirs, per_dir);
+    eprintln!("resident after the walk: cache=1 {small} KiB, cache=64 {large} KiB");
+    // The bound: the cache plus 32 MiB.
+    assert!(small <= (1 + 32) << 10, "cache=1: {small} KiB resident");
+    assert!(large <= (64 + 32) << 10, "cache=64: {large} KiB resident");
+    // And the option is what bounds it: the big cache keeps the inode tables.
+    assert!(
+        large >= small + (3 << 10),
+        "cache=1: {small} KiB, cache=64: {large} KiB resident"
+    );
+}

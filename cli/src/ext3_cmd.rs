@@ -51,7 +51,8 @@ pub struct MountArgs {
     #[arg(short = 'd', long)]
     debug: bool,
     /// Mount options, comma separated: ro, rw, allow_other, allow_root, offset=N,
-    /// notify_pipe=PATH, timeout=SECS, threads=N, suid, dev, exec, noexec.
+    /// cache=MiB (metadata block cache, default 64), notify_pipe=PATH, timeout=SECS,
+    /// threads=N, suid, dev, exec, noexec.
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
 }

@@ -28,6 +28,7 @@ fn help() -> String {
          \x20   -o norecovery          do not replay the journal (implies ro)\n\
          \x20   -o fakeroot            accepted (files keep the owners the kernel asks for)\n\
          \x20   -o offset=N            the filesystem starts N bytes into DEVICE\n\
+         \x20   -o cache_size=N[KMG]   metadata block cache size (default 64M)\n\
          \x20   -o notify_pipe=PATH    write 's' (mounted) or 'f' (failed) to PATH\n\
          \x20   -o timeout=N           unmount after N seconds idle\n\
          \x20   -o threads=N           request threads (default: number of cores)\n\
@@ -75,7 +76,6 @@ fn quietly_accepted(opt: &str) -> bool {
             | "fuse2fs_debug"
             | "acl"
             | "noacl"
-            | "cache_size"
             | "direct"
             | "kernel"
             | "lockfile"
@@ -83,6 +83,25 @@ fn quietly_accepted(opt: &str) -> bool {
             | "user_xattr"
             | "nouser_xattr"
     )
+}
+
+/// fuse2fs's `cache_size=N[KMG]` (bytes, or with a binary suffix) as whole MiB, at least 1.
+fn cache_size_mib(v: &str) -> Result<usize, String> {
+    let bad = || format!("cache_size={v}: expected a size such as 32M or 1G");
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match unit {
+        "" => 0,
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(1 << shift).ok_or_else(bad)?;
+    usize::try_from(bytes.div_ceil(1 << 20).max(1)).map_err(|_| bad())
 }
 
 fn apply(
@@ -96,6 +115,7 @@ fn apply(
         match opt {
             "ro" | "norecovery" => *read_only = true,
             "rw" => *read_only = false,
+            x if x.starts_with("cache_size=") => opts.cache_mib = cache_size_mib(&x[11..])?,
             x if quietly_accepted(x) => {}
             x => rest.push(x),
         }
@@ -227,5 +247,27 @@ mod tests {
     fn bad_values_are_errors() {
         assert!(parse(&args(&["-o", "offset=x", "img", "mnt"])).is_err());
         assert!(parse(&args(&["-o"])).is_err());
+        for bad in [
+            "cache_size=",
+            "cache_size=12X",
+            "cache_size=M",
+            "cache_size=99999999999G",
+        ] {
+            assert!(parse(&args(&["-o", bad, "img", "mnt"])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cache_size_sets_the_cache_in_mib() {
+        for (v, mib) in [
+            ("32M", 32),
+            ("1G", 1024),
+            ("1048576", 1),
+            ("1", 1),
+            ("1536k", 2),
+        ] {
+            let p = parsed(&["-o", &format!("allow_other,cache_size={v}"), "img", "mnt"]);
+            assert_eq!(p.opts.cache_mib, mib, "{v}");
+        }
     }
 }

@@ -43,11 +43,11 @@ extern "C" fn flush_at_exit() {
 
 /// An opener for the session: the image is opened once the session has set the process up.
 pub fn ext3_opener(src: Ext3Source) -> Opener<'static> {
-    Box::new(move |_opts| open_ext3(&src))
+    Box::new(move |opts| open_ext3(&src, opts.cache_mib))
 }
 
 /// Open `src` as an [`Ext3Fs`] and arrange for it to be flushed when the process exits.
-pub fn open_ext3(src: &Ext3Source) -> Result<Served, String> {
+pub fn open_ext3(src: &Ext3Source, cache_mib: usize) -> Result<Served, String> {
     let name = src.path.display().to_string();
     // A file the offset shim was asked to shift is a bare image at that offset: never look
     // for a SIF partition in it as well (that would apply an offset twice).
@@ -73,7 +73,9 @@ pub fn open_ext3(src: &Ext3Source) -> Result<Served, String> {
         };
         squashbox_runtime::ext3_layer::lock(&img, !src.read_only)?;
     }
-    let fs = Ext3Fs::open(&src.path, offset, src.read_only).map_err(|e| e.to_string())?;
+    let cache = cache_mib.max(1).saturating_mul(1 << 20);
+    let fs = Ext3Fs::open_with_cache(&src.path, offset, src.read_only, cache)
+        .map_err(|e| e.to_string())?;
     if let Some(size) = part_size {
         let sb = fs.volume().sb();
         let need = sb

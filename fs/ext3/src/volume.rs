@@ -20,7 +20,7 @@ use crate::superblock::{
 };
 
 /// Default metadata cache budget.
-pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// A run of file blocks: `len` blocks from the asked one, at image block `phys` onwards, or
 /// a hole (`None`: reads as zeros).
@@ -96,6 +96,12 @@ impl Volume {
             ));
         }
         Ok(vol)
+    }
+
+    /// Give the metadata block cache a new size of about `bytes` (empty again). For right
+    /// after [`Volume::open`], before the volume is shared.
+    pub fn set_cache_bytes(&mut self, bytes: usize) {
+        self.cache = BlockCache::new(bytes, self.sb.block_size);
     }
 
     fn open_unchecked(

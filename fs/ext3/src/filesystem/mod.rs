@@ -95,6 +95,17 @@ impl Ext3Fs {
     /// served read-only even when write access is asked for; [`Ext3Fs::read_only_reason`]
     /// says why.
     pub fn open(path: &Path, offset: u64, read_only: bool) -> std::result::Result<Ext3Fs, Error> {
+        Self::open_with_cache(path, offset, read_only, crate::volume::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Ext3Fs::open`] with a metadata block cache of about `cache_bytes` (`-o cache=MiB`,
+    /// fuse2fs's `cache_size=`).
+    pub fn open_with_cache(
+        path: &Path,
+        offset: u64,
+        read_only: bool,
+        cache_bytes: usize,
+    ) -> std::result::Result<Ext3Fs, Error> {
         let probe = Volume::open(path, offset, true)?;
         let ro_reason = if read_only {
             None
@@ -105,12 +116,13 @@ impl Ext3Fs {
             })
         };
         let writable = !read_only && ro_reason.is_none();
-        let vol = if writable {
+        let mut vol = if writable {
             drop(probe);
             Volume::open(path, offset, false)?
         } else {
             probe
         };
+        vol.set_cache_bytes(cache_bytes);
         let journal_blocks =
             if vol.sb().has_compat(COMPAT_HAS_JOURNAL) && vol.sb().journal_inum != 0 {
                 let j = vol.inode(vol.sb().journal_inum)?;
