@@ -8,8 +8,9 @@ usage: benches/chart/make_chart.py [--doc docs/benchmarks.md] [--svg docs/benchm
 
 --readme rewrites the part of README.md between `<!-- bench-table:start -->` and
 `<!-- bench-table:end -->` with the table; without it the table goes to stdout.
-Each panel is the first table under a `## ` heading that starts with the panel's prefix;
-columns are picked by their header text. A missing section or column is an error."""
+Each panel is the table under a `## ` heading that starts with the panel's prefix: the one
+right after a `<!-- chart -->` line in that section, else the first; columns are picked by
+their header text. A missing section or column is an error."""
 
 import argparse
 import math
@@ -52,6 +53,17 @@ def sections(text):
         elif cur:
             out[cur].append(line)
     return out
+
+
+CHART_MARK = "<!-- chart -->"
+
+
+def chart_table(lines):
+    """The table right after a `<!-- chart -->` line in `lines`, else the first table."""
+    for i, line in enumerate(lines):
+        if line.strip() == CHART_MARK:
+            return first_table(lines[i + 1:])
+    return first_table(lines)
 
 
 def first_table(lines):
@@ -99,7 +111,7 @@ def panel_data(doc, panel):
     heading = next((h for h in secs if h.startswith(prefix)), None)
     if heading is None:
         raise SystemExit(f"make_chart: no section starting with {prefix!r}")
-    table = first_table(secs[heading])
+    table = chart_table(secs[heading])
     if table is None:
         raise SystemExit(f"make_chart: no table under {heading!r}")
     header, rows = table

@@ -69,6 +69,22 @@ class Chart(unittest.TestCase):
         self.assertEqual(start, [("", [("squashbox exec (read-only)", 32.5, True),
                                        ("squashfuse_ll 0.5.2 + bwrap", 47.8, False)])])
 
+    def test_a_marked_table_wins_over_the_first(self):
+        later = """
+
+### A later run
+
+<!-- chart -->
+| workload | kernel ext3 | fuse2fs 1.47.2 | ours |
+|---|---|---|---|
+| untar | 2.00 | 10.00 | 4.00 |
+"""
+        doc = DOC.replace("## Container start-up", later + "\n## Container start-up")
+        ext3 = mc.panel_data(doc, mc.PANELS[2])
+        self.assertEqual([r for r, _ in ext3], ["untar"])
+        self.assertAlmostEqual(ext3[0][1][1][1], 2.0)
+        self.assertAlmostEqual(ext3[0][1][0][1], 5.0)
+
     def test_missing_section_or_column_is_an_error(self):
         with self.assertRaises(SystemExit):
             mc.panel_data(DOC.replace("## Overlay:", "## Overlays"), mc.PANELS[1])
