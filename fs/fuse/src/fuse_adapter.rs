@@ -17,15 +17,17 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents,
-    PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek,
-    ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use squashbox_vfs as vfs;
 use vfs::MountPolicy;
 
-pub use crate::activity::{Activity, WANTED_CAPABILITIES};
+pub use crate::activity::Activity;
+use crate::capabilities;
+pub use crate::capabilities::WANTED_CAPABILITIES;
 use crate::convert::{errno, file_attr, file_type, fopen_flags, negative_attr, time_set, timespec};
 use crate::replies::{ctx, reply_empty, reply_entry, reply_xattr};
 use crate::stats::{Op, RequestStats};
@@ -139,35 +141,7 @@ impl<F: vfs::Filesystem + ?Sized> FuseAdapter<F> {
 
 impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        for (name, flag) in WANTED_CAPABILITIES {
-            if config.add_capabilities(*flag).is_ok() {
-                self.granted.push(name);
-            }
-        }
-        if self.policy.writeback_cache
-            && config
-                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
-                .is_ok()
-        {
-            self.granted.push("WRITEBACK_CACHE");
-        }
-        // The filesystem clears set-IDs and capabilities itself: the kernel then skips its
-        // getxattr(security.capability) before every write (and a GETATTR before chown).
-        if self.policy.kills_privs
-            && config
-                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
-                .is_ok()
-        {
-            self.granted.push("HANDLE_KILLPRIV_V2");
-        }
-        // 1 MiB requests (max_pages = max(max_write, max_readahead) / page size; the kernel
-        // caps it by fs.fuse.max_pages_limit) and as much readahead as the kernel allows.
-        let _ = config.set_max_write(1 << 20);
-        if let Err(max) = config.set_max_readahead(1 << 20) {
-            let _ = config.set_max_readahead(max);
-        }
-        let _ = config.set_max_background(self.max_background);
-        let _ = config.set_congestion_threshold(self.max_background / 4 * 3);
+        self.granted = capabilities::request(config, &self.policy, self.max_background);
         // Opens are counted for the idle timeout, and write opens under the writeback cache
         // for the write-back at SIGTERM (the kernel may hold dirty pages of a file still
         // open): both need OPEN and RELEASE.

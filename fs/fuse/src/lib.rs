@@ -2,6 +2,7 @@
 //!
 //! - [`fuse_adapter`]: the one `fuser::Filesystem` adapter; it translates requests into trait
 //!   calls and results into replies, and decides nothing that belongs to a filesystem.
+//! - [`capabilities`]: what INIT asks the kernel for, from the filesystem's mount policy.
 //! - [`convert`]: the type conversions between the trait and fuser.
 //! - [`session`]: mounting (direct `mount(2)`, `fusermount3`, or a pre-mounted `/dev/fd/N`),
 //!   clone_fd fallback, readiness notification, idle timeout and signals.
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+pub mod capabilities;
 pub mod convert;
 pub mod fuse_adapter;
 pub mod logger;
