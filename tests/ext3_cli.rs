@@ -161,6 +161,7 @@ fn sigterm_within_a_second(child: &mut Child) -> Duration {
         took < Duration::from_secs(1),
         "server took {took:?} to exit after SIGTERM"
     );
+    eprintln!("exited {took:?} after SIGTERM");
     took
 }
 

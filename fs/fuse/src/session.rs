@@ -328,7 +328,7 @@ fn spawn_signal_thread(
                         // The loops see ENODEV and `serve` returns. A lazily detached mount
                         // (a file still open in it) keeps them running: everything is
                         // written, so exit within Apptainer's one second regardless.
-                        std::thread::sleep(Duration::from_millis(300));
+                        std::thread::sleep(Duration::from_millis(100));
                         std::process::exit(0);
                     }
                     Err(e) => {
