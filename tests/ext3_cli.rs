@@ -3,6 +3,8 @@
 //! exit within 1 s), and Apptainer's LD_PRELOAD offset shim (a shim of the same shape is
 //! compiled here). e2fsck, dumpe2fs and debugfs are the oracles. Needs root and e2fsprogs.
 
+#[path = "common/ext3.rs"]
+mod ext3;
 #[path = "common/fuse.rs"]
 mod fuse;
 
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ext3::*;
 use fuse::*;
 use squashbox_fixtures::prereq;
 
@@ -52,26 +55,9 @@ fn pass_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {
     }
 }
 
-fn mkfs_ext3(path: &Path, mib: u64) {
-    let out = Command::new("mkfs.ext3")
-        .args(["-q", "-F"])
-        .arg(path)
-        .arg(format!("{mib}M"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mkfs.ext3: {out:?}");
-}
-
 /// `e2fsck -fn` exits 0 and `dumpe2fs -h` says clean.
 fn assert_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !text.contains("Fix?"),
-        "e2fsck -fn {}: {text}",
-        img.display()
-    );
+    assert_fsck_clean(img, "after unmount");
     let out = Command::new("dumpe2fs")
         .arg("-h")
         .arg(img)

@@ -6,6 +6,8 @@
 //! CI runs 5 iterations; `SQUASHBOX_EXT3_CRASH_ITERS=30 cargo test -p squashbox --test
 //! ext3_crash` runs the 30. Needs root, mkfs.ext3, e2fsck, debugfs and tar.
 
+#[path = "common/ext3.rs"]
+mod ext3;
 #[path = "common/fuse.rs"]
 mod fuse;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use ext3::*;
 use fuse::*;
 use squashbox_fixtures::prereq;
 
@@ -38,21 +41,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-fn fsck(img: &Path, flag: &str) -> (i32, String) {
-    let out = Command::new("e2fsck").arg(flag).arg(img).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn assert_fsck_clean(img: &Path, what: &str) {
-    let (rc, text) = fsck(img, "-fn");
-    assert!(
-        rc == 0 && !text.contains("Fix?"),
-        "{what}: e2fsck -fn rc {rc}: {text}"
-    );
 }
 
 /// Every chunk up to `last` (the last one recorded as fsync'd) reads back intact.
@@ -195,7 +183,7 @@ fn one_iteration(dir: &Path, tarball: &Path, rng: &mut Rng, n: usize) {
     // 3. e2fsck -fy replays and repairs what it must (an interrupted untar needs nothing).
     let c = dir.join("c");
     std::fs::copy(&img, &c).unwrap();
-    let (rc, text) = fsck(&c, "-fy");
+    let (rc, text) = e2fsck(&c, "-fy");
     assert!(rc <= 1, "e2fsck -fy rc {rc}: {text}");
     assert_fsck_clean(&c, "after e2fsck -fy");
     assert_fsynced_intact(&c, last, "after e2fsck -fy");

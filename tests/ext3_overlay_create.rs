@@ -3,6 +3,8 @@
 //! Apptainer's ext3 detector rules, mount with the kernel's ext3, and, for a SIF, become an
 //! overlay partition in the primary's group that `squashbox ext3 mount` serves.
 
+#[path = "common/ext3.rs"]
+mod ext3;
 #[path = "common/fuse.rs"]
 mod fuse;
 
@@ -10,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ext3::*;
 use fuse::*;
 use squashbox_fixtures::prereq;
 
@@ -21,16 +24,6 @@ fn create(args: &[&str], path: &Path) -> (bool, String) {
             .arg(path),
         Duration::from_secs(60),
     )
-}
-
-fn fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !text.contains("Fix?"),
-        "e2fsck -fn: {text}"
-    );
 }
 
 /// `dumpe2fs -h` fields that define the geometry.
@@ -90,7 +83,7 @@ fn kernel_sees_upper_and_work(img: &Path, mnt: &Path) {
     let wrote = std::fs::write(mnt.join("upper/probe"), b"kernel").is_ok();
     let _ = Command::new("umount").arg(mnt).status();
     assert!(ok && wrote, "upper/ and work/ not usable under the kernel");
-    fsck_clean(img);
+    assert_fsck_clean(img, "overlay create");
 }
 
 #[test]
@@ -121,7 +114,7 @@ fn images_match_mkfs_ext3_geometry_and_pass_every_check() {
             .unwrap();
         assert!(st.success());
         assert_eq!(geometry(&ours), geometry(&theirs), "{mib} MiB geometry");
-        fsck_clean(&ours);
+        assert_fsck_clean(&ours, "overlay create");
         assert_apptainer_accepts(&ours);
         let out = Command::new("debugfs")
             .args(["-R", "ls -p /upper/opt"])

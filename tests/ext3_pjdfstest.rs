@@ -6,6 +6,8 @@
 //! after unmount. scripts/test.sh installs both tools. Needs root (FUSE and loop mounts;
 //! pjdfstest switches users) and e2fsprogs.
 
+#[path = "common/ext3.rs"]
+mod ext3;
 #[path = "common/fuse.rs"]
 mod fuse;
 
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ext3::*;
 use fuse::*;
 use squashbox_fixtures::prereq;
 
@@ -89,27 +92,6 @@ fn ready(tools: &[&str]) -> bool {
         .copied()
         .collect();
     prereq::require_tools(&all)
-}
-
-fn mkfs_ext3(path: &Path, mib: u64) {
-    let out = Command::new("mkfs.ext3")
-        .args(["-q", "-F"])
-        .arg(path)
-        .arg(format!("{mib}M"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mkfs.ext3: {out:?}");
-}
-
-fn assert_fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !text.contains("Fix?"),
-        "e2fsck -fn {}: {text}",
-        img.display()
-    );
 }
 
 fn open_up(dir: &Path, mode: u32) {
@@ -233,7 +215,7 @@ fn pjdfstest_fails_only_where_kernel_ext3_fails_or_documented() {
     open_up(&omnt, 0o777);
     let ours = pjdfstest(&omnt, &config, &tmp.path().join("ours.log"));
     let server_err = stop_server(&mut oguard);
-    assert_fsck_clean(&oimg);
+    assert_fsck_clean(&oimg, "after pjdfstest");
 
     let bad_failures = unexplained(&ours.failed, &theirs.failed, ALLOWED_FAILURES);
     assert!(
@@ -304,7 +286,7 @@ fn fsx_passes_on_a_file_in_the_mount() {
     );
     let seen = std::fs::read(&file).unwrap();
     stop_server(&mut guard);
-    assert_fsck_clean(&img);
+    assert_fsck_clean(&img, "after fsx");
     // What the mount showed last is what the image holds.
     let out = Command::new("debugfs")
         .args(["-R", "cat /fsx.file"])
