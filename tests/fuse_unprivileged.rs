@@ -18,43 +18,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use fuse::*;
-use squashbox_fixtures::prereq;
 
 const USER: &str = "squashbox-test";
 
 /// The test user's (uid, gid), created if missing; `None` (a counted skip) if useradd fails.
 fn ensure_user() -> Option<(u32, u32)> {
-    // Both tests may get here at once: one useradd at a time.
-    static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = USERADD.lock().unwrap_or_else(|e| e.into_inner());
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, USER])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-    };
-    if id("-u").is_none() {
-        let (ok, out) = run_timeout(
-            Command::new("useradd").args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/bin/sh",
-                USER,
-            ]),
-            Duration::from_secs(30),
-        );
-        if !ok && !out.contains("already exists") {
-            prereq::skip(&format!("needs a test user: useradd {USER} failed: {out}"));
-            return None;
-        }
-    }
-    Some((
-        id("-u").expect("test user's uid"),
-        id("-g").expect("test user's gid"),
-    ))
+    ensure_named_user(USER)
 }
 
 /// `argv` run as `uid:gid` in a private mount namespace whose /dev/fuse is a fresh node with

@@ -554,6 +554,9 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// The (uid, gid) of system user `name`, created with useradd if missing; `None` (a counted
 /// skip) when that fails.
 pub fn ensure_named_user(name: &str) -> Option<(u32, u32)> {
+    // Tests of one binary may get here at once: one useradd at a time.
+    static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = USERADD.lock().unwrap_or_else(|e| e.into_inner());
     let id = |flag: &str| {
         Command::new("id")
             .args([flag, name])
@@ -580,5 +583,8 @@ pub fn ensure_named_user(name: &str) -> Option<(u32, u32)> {
             return None;
         }
     }
-    Some((id("-u")?, id("-g")?))
+    Some((
+        id("-u").expect("test user's uid"),
+        id("-g").expect("test user's gid"),
+    ))
 }
