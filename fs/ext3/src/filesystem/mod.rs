@@ -59,8 +59,8 @@ pub struct Ext3Fs {
     orphans: parking_lot::Mutex<std::collections::HashSet<u32>>,
     /// Head of the on-disk orphan list (`s_last_orphan`).
     orphan_head: parking_lot::Mutex<u32>,
-    /// Set once [`Ext3Fs::shutdown`] has run; held while it runs, so later callers wait.
-    closed: parking_lot::Mutex<bool>,
+    /// Held while [`Ext3Fs::shutdown`] runs, so later callers wait for it.
+    shutting: parking_lot::Mutex<()>,
     /// Set when the shutdown starts: from then on changing operations fail with EIO (a
     /// lazily detached mount can still send requests after the flush at SIGTERM, and
     /// nothing may reach the image after it is marked clean).
@@ -160,7 +160,7 @@ impl Ext3Fs {
             orphan_head: parking_lot::Mutex::new(0),
             journal: None,
             stop_committer: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            closed: parking_lot::Mutex::new(false),
+            shutting: parking_lot::Mutex::new(()),
             shut_down: std::sync::atomic::AtomicBool::new(false),
         };
         if fs.writable() {
@@ -181,13 +181,13 @@ impl Ext3Fs {
     /// flushes, then the flush at `exit()`) waits until the first has finished and then does
     /// nothing, so no caller returns (and lets the process exit) before the image is written.
     pub fn shutdown(&self) -> std::result::Result<(), Error> {
-        let mut closed = self.closed.lock();
-        if *closed {
+        let _one = self.shutting.lock();
+        if self
+            .shut_down
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             return Ok(());
         }
-        *closed = true;
-        self.shut_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         let r = self.unmount();
         self.faults.summary();
         r
