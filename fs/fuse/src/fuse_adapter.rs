@@ -336,9 +336,8 @@ impl<F: vfs::Filesystem + ?Sized + 'static> Filesystem for FuseAdapter<F> {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.touch(Op::Other);
         let r = self.fs.open(&ctx(req, 0), ino.0, vfs::OpenFlags(flags.0));
-        if let (Some(w), Ok(_) | Err(vfs::Errno::ENOSYS)) = (&self.write_opens, &r)
-            && !self.no_open
-        {
+        // (Tracking write opens keeps no_open off, so each of these opens gets a RELEASE.)
+        if let (Some(w), Ok(_) | Err(vfs::Errno::ENOSYS)) = (&self.write_opens, &r) {
             w.opened(ino.0, flags.0);
         }
         self.reply_open(r, self.no_open, reply);
